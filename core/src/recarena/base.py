@@ -1,0 +1,349 @@
+"""The model-plugin interface.
+
+A plugin subclasses :class:`Recommender` (or :class:`recarena.torch.TorchRecommender`),
+declares :attr:`Recommender.capabilities` as data, stores its hyperparameters in
+``__init__`` and implements the few methods only it can (``_fit`` and ``_score`` and/or
+``_predict``). The base class does the rest: argument checks, batching, rating-scale
+clipping, exclude-seen, top-K, save/load.
+
+Plugins only ever see internal integer ids (``0..n_users-1``, ``0..n_items-1``, int64);
+:class:`recarena.data.interactions.IdMap` maps raw ids both ways.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from recarena.data.interactions import Interactions
+from recarena.errors import NotFittedError, RecArenaError
+
+
+class Task(str, Enum):
+    RATING = "rating"
+    RANKING = "ranking"
+    CTR = "ctr"
+    SEQUENTIAL = "sequential"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a plugin can do; the conformance kit derives its checks from this."""
+
+    tasks: frozenset[Task]
+    onnx: bool = False
+    side_features: bool = False
+    embeddings: bool = False
+
+    def __post_init__(self):
+        object.__setattr__(self, "tasks", frozenset(Task(t) for t in self.tasks))
+
+    def supports(self, task: Task | str) -> bool:
+        return Task(task) in self.tasks
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tasks": sorted(t.value for t in self.tasks),
+            "onnx": self.onnx,
+            "side_features": self.side_features,
+            "embeddings": self.embeddings,
+        }
+
+
+@dataclass
+class Monitor:
+    """Validation during training: ``evaluate(model) -> {metric: value}`` and which one selects.
+
+    Built by the runner from the protocol; torch plugins early-stop and checkpoint on it.
+    """
+
+    metric: str
+    mode: str  # "max" or "min"
+    evaluate: Callable[[Recommender], dict[str, float]]
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    os.environ["PL_GLOBAL_SEED"] = str(seed)
+
+
+_ARTIFACT_FORMAT = 1
+
+
+class Recommender:
+    """Base class of every model plugin.
+
+    Subclasses implement:
+
+    - ``_fit(train, valid, monitor)``: learn; set attributes ending in ``_``.
+    - ``_score(users) -> Tensor [B, n_items] float32`` for ranking/sequential tasks.
+    - ``_predict(users, items) -> Tensor [N] float32`` for rating/CTR tasks (the default
+      gathers from ``_score``).
+    - optionally ``_embeddings() -> {"user": [n_users, d], "item": [n_items, d]}`` and
+      ``_export_onnx(path, k)``.
+    """
+
+    capabilities: ClassVar[Capabilities] = Capabilities(tasks=frozenset())
+    #: rows per chunk in predict/recommend so memory stays bounded on large catalogues
+    score_batch_elements: ClassVar[int] = 1 << 24
+
+    # ---- parameters (scikit-learn conventions) ----------------------------------------
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [
+            p.name
+            for p in sig.parameters.values()
+            if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+
+    @classmethod
+    def default_params(cls) -> dict[str, Any]:
+        sig = inspect.signature(cls.__init__)
+        return {
+            n: sig.parameters[n].default
+            for n in cls._param_names()
+            if sig.parameters[n].default is not inspect.Parameter.empty
+        }
+
+    def get_params(self) -> dict[str, Any]:
+        return {n: getattr(self, n) for n in self._param_names()}
+
+    def set_params(self, **params) -> Recommender:
+        valid = set(self._param_names())
+        for k, v in params.items():
+            if k not in valid:
+                from recarena.errors import UnknownNameError
+
+                raise UnknownNameError(f"parameter of {type(self).__name__}", k, valid)
+            setattr(self, k, v)
+        return self
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    # ---- fitting -----------------------------------------------------------------------
+    @property
+    def is_fitted(self) -> bool:
+        return getattr(self, "n_items_", None) is not None
+
+    def _check_fitted(self) -> None:
+        if not self.is_fitted:
+            raise NotFittedError(
+                f"This {type(self).__name__} is not fitted yet: call fit(train) before using it."
+            )
+
+    def fit(
+        self,
+        train: Interactions,
+        valid: Interactions | None = None,
+        *,
+        seed: int = 0,
+        monitor: Monitor | None = None,
+        trainer: dict[str, Any] | None = None,
+    ) -> Recommender:
+        """Learn from ``train``; ``valid`` + ``monitor`` drive model selection. Returns self."""
+        if not isinstance(train, Interactions):
+            raise TypeError(f"fit expects Interactions, got {type(train).__name__}")
+        if len(train) == 0:
+            raise RecArenaError("fit got an empty training set.")
+        seed_everything(seed)
+        self.n_users_ = train.n_users
+        self.n_items_ = train.n_items
+        self.rating_scale_ = train.rating_scale
+        indptr, indices = train.user_item_sets()
+        self.seen_indptr_, self.seen_indices_ = indptr, indices
+        self.seed_ = seed
+        self.trainer_settings_ = dict(trainer or {})
+        try:
+            self._fit(train, valid, monitor)
+        except BaseException:
+            self.n_items_ = None  # a failed fit leaves the model unfitted, not half-fitted
+            raise
+        return self
+
+    def _fit(self, train: Interactions, valid: Interactions | None, monitor: Monitor | None):
+        raise NotImplementedError
+
+    # ---- scoring -----------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cpu")
+
+    def _check_ids(self, ids: np.ndarray | torch.Tensor, n: int, what: str) -> torch.Tensor:
+        t = torch.as_tensor(np.asarray(ids) if not torch.is_tensor(ids) else ids)
+        if t.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
+            raise TypeError(f"{what} ids must be integers, got {t.dtype}")
+        t = t.reshape(-1).to(torch.int64)
+        if len(t) and (int(t.min()) < 0 or int(t.max()) >= n):
+            raise IndexError(f"{what} ids must be in [0, {n}); got range [{int(t.min())}, {int(t.max())}]")
+        return t
+
+    def _score(self, users: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError(f"{type(self).__name__} does not rank items")
+
+    def _predict(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        scores = self._score(users)
+        return scores.gather(1, items.to(scores.device).view(-1, 1)).view(-1)
+
+    @torch.no_grad()
+    def score(self, users) -> torch.Tensor:
+        """Scores of every item: users int64 ``[B]`` -> float32 ``[B, n_items]`` (on ``device``)."""
+        self._check_fitted()
+        u = self._check_ids(users, self.n_users_, "user")
+        return self._score(u.to(self.device)).float()
+
+    @torch.no_grad()
+    def predict(self, users, items, batch_size: int = 65536) -> np.ndarray:
+        """Predicted rating / probability / score of each pair: ``[N]`` ids -> float32 ``[N]``.
+
+        Rating models are clipped to the training data's rating scale.
+        """
+        self._check_fitted()
+        u = self._check_ids(users, self.n_users_, "user")
+        i = self._check_ids(items, self.n_items_, "item")
+        if len(u) != len(i):
+            raise ValueError(f"users has {len(u)} entries but items has {len(i)}")
+        out = [
+            self._predict(u[s : s + batch_size].to(self.device), i[s : s + batch_size].to(self.device))
+            .float()
+            .cpu()
+            for s in range(0, len(u), batch_size)
+        ]
+        pred = torch.cat(out).numpy() if out else np.zeros(0, np.float32)
+        if self.rating_scale_ is not None and self.capabilities.supports(Task.RATING):
+            pred = np.clip(pred, *self.rating_scale_)
+        return pred.astype(np.float32, copy=False)
+
+    def seen_mask_rows(self, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(row, item) index pairs of the training items of ``users`` (for masking)."""
+        return csr_rows(self.seen_indptr_, self.seen_indices_, users)
+
+    @torch.no_grad()
+    def recommend(
+        self, users, k: int = 10, exclude_seen: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` items per user.
+
+        Returns ``(items int64 [B, k'], scores float32 [B, k'])`` with ``k' = min(k, n_items)``,
+        best first. With ``exclude_seen`` the training items are never returned; where fewer
+        than ``k'`` items remain the row is padded with item ``-1`` and score ``-inf``.
+        """
+        self._check_fitted()
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        u = self._check_ids(users, self.n_users_, "user")
+        kk = min(k, self.n_items_)
+        chunk = max(1, self.score_batch_elements // max(1, self.n_items_))
+        items_out, scores_out = [], []
+        for s in range(0, len(u), chunk):
+            uc = u[s : s + chunk]
+            scores = self._score(uc.to(self.device)).float()
+            if exclude_seen:
+                rows, cols = self.seen_mask_rows(uc)
+                scores[rows.to(scores.device), cols.to(scores.device)] = -torch.inf
+            top_s, top_i = torch.topk(scores, kk, dim=1)
+            top_i = torch.where(torch.isinf(top_s) & (top_s < 0), -1, top_i)
+            items_out.append(top_i.cpu())
+            scores_out.append(top_s.cpu())
+        if not items_out:
+            return np.zeros((0, kk), np.int64), np.zeros((0, kk), np.float32)
+        return torch.cat(items_out).numpy(), torch.cat(scores_out).numpy()
+
+    # ---- embeddings / export ---------------------------------------------------------------
+    def embeddings(self) -> dict[str, np.ndarray]:
+        """``{"user": float32 [n_users, d], "item": float32 [n_items, d]}`` (either may be absent)."""
+        if not self.capabilities.embeddings:
+            raise NotImplementedError(f"{type(self).__name__} does not expose embeddings")
+        self._check_fitted()
+        return {k: np.asarray(v, dtype=np.float32) for k, v in self._embeddings().items()}
+
+    def _embeddings(self) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def export_onnx(self, path: str | os.PathLike, k: int = 10) -> dict[str, Any]:
+        """Write ONNX graph(s) under ``path``; returns a manifest of graphs and their I/O."""
+        if not self.capabilities.onnx:
+            raise NotImplementedError(f"{type(self).__name__} does not export ONNX")
+        self._check_fitted()
+        return self._export_onnx(Path(path), k)
+
+    def _export_onnx(self, path: Path, k: int) -> dict[str, Any]:
+        raise NotImplementedError
+
+    # ---- persistence -------------------------------------------------------------------------
+    def _learned_state(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if k.endswith("_") and not k.startswith("_")}
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the fitted model to ``path`` (one file, written atomically)."""
+        self._check_fitted()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cls = type(self)
+        blob = {
+            "format": _ARTIFACT_FORMAT,
+            "class": f"{cls.__module__}:{cls.__qualname__}",
+            "params": self.get_params(),
+            "state": self._learned_state(),
+        }
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(blob, tmp)
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Recommender:
+        """Load a model written by :meth:`save` (artifacts are pickles: load only your own)."""
+        path = Path(path)
+        if not path.exists():
+            raise RecArenaError(f"Model artifact {path} does not exist.")
+        blob = torch.load(path, map_location="cpu", weights_only=False)
+        if not isinstance(blob, dict) or blob.get("format") != _ARTIFACT_FORMAT:
+            raise RecArenaError(f"{path} is not a RecArena model artifact (format {_ARTIFACT_FORMAT}).")
+        mod, _, qual = blob["class"].partition(":")
+        klass = importlib.import_module(mod)
+        for part in qual.split("."):
+            klass = getattr(klass, part)
+        if cls is not Recommender and not issubclass(klass, cls):
+            raise RecArenaError(f"{path} holds a {klass.__name__}, not a {cls.__name__}.")
+        model = klass(**blob["params"])
+        vars(model).update(blob["state"])
+        model._after_load()
+        return model
+
+    def _after_load(self) -> None:
+        """Hook for subclasses (e.g. put networks in eval mode)."""
+
+
+def csr_rows(indptr: np.ndarray, indices: np.ndarray, users: torch.Tensor):
+    """For CSR ``(indptr, indices)`` and row ids ``users [B]``, the ``(row_in_batch, col)``
+    int64 pairs of all stored entries of those rows, vectorized."""
+    u = users.cpu().numpy()
+    starts, ends = indptr[u], indptr[u + 1]
+    lens = ends - starts
+    total = int(lens.sum())
+    if total == 0:
+        z = torch.zeros(0, dtype=torch.int64)
+        return z, z
+    rows = np.repeat(np.arange(len(u), dtype=np.int64), lens)
+    offs = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(lens) - lens, lens)
+    cols = indices[np.repeat(starts, lens) + offs]
+    return torch.from_numpy(rows), torch.from_numpy(cols)

@@ -1,0 +1,157 @@
+"""The ``recarena`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import textwrap
+import warnings
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="recarena", description="Recommendation models as plugins on one shared data/eval pipeline.")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+
+    t = sub.add_parser("train", help="train one model under a protocol and record the run")
+    t.add_argument("model")
+    t.add_argument("--dataset", "-d")
+    t.add_argument("--protocol", "-p", required=True)
+    t.add_argument("--data-dir", default=None, help="folder holding <dataset>/<files> (default $RECARENA_DATA_DIR)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help="override a parameter (lr=0.01, trainer.patience=3)")
+    t.add_argument("--config", help="experiment YAML (params/trainer/...); a saved run's config.yaml re-runs it")
+    t.add_argument("--json", action="store_true", help="print the run summary as one JSON line at the end")
+    t.add_argument("--no-progress", action="store_true")
+
+    lb = sub.add_parser("leaderboard", help="best configuration per model, mean ± std over seeds")
+    lb.add_argument("--protocol", "-p", action="append", help="protocol(s); default: all with runs")
+    lb.add_argument("--format", "-f", choices=["table", "md", "csv", "json"], default="table")
+
+    pl = sub.add_parser("plugins", help="installed model plugins")
+    pl.add_argument("--json", action="store_true")
+
+    sub.add_parser("datasets", help="known datasets")
+    sub.add_parser("protocols", help="known protocols")
+
+    for name in ("serve", "db", "sweep", "report", "viz"):
+        sp = sub.add_parser(name, help=f"({name}: provided by its package once installed)")
+        sp.add_argument("args", nargs=argparse.REMAINDER)
+    return p
+
+
+def _cmd_train(a) -> int:
+    from recarena import runner
+
+    quiet_log = (lambda *x, **k: print(*x, file=sys.stderr, **k)) if a.json else print
+    summary = runner.train(
+        a.model, a.protocol, dataset=a.dataset, data_dir=a.data_dir, seed=a.seed, sets=a.sets,
+        experiment=a.config, progress=not a.no_progress and sys.stderr.isatty(), log=quiet_log,
+    )
+    m = summary["metrics"]
+    shown = ", ".join(f"{k}={v:.4f}" for k, v in list(m.items())[:4])
+    quiet_log(
+        f"{summary['model']} on {summary['protocol']} (seed {summary['seed']}): {shown}; "
+        f"fit {summary['fit_seconds']:.1f}s, peak +{summary['peak_memory_mb']:.0f} MiB; run {summary['run_id']}"
+    )
+    if a.json:
+        print(json.dumps(summary, default=str))
+    return 0
+
+
+def _cmd_leaderboard(a) -> int:
+    from recarena import leaderboard
+    from recarena.store import ResultsStore
+
+    store = ResultsStore()
+    protos = a.protocol or sorted({r["protocol"] for r in store.runs()})
+    if not protos:
+        print("No runs recorded yet. Train one: recarena train pop --protocol ml100k-u1")
+        return 0
+    boards = [leaderboard.build(store, p) for p in protos]
+    if a.format == "json":
+        print(json.dumps(boards if len(boards) > 1 else boards[0], indent=2))
+    else:
+        print("\n\n".join(leaderboard.render(b, a.format) for b in boards))
+    return 0
+
+
+def _cmd_plugins(a) -> int:
+    from recarena import plugins
+
+    rows = []
+    for name in plugins.available():
+        try:
+            rows.append(plugins.info(name).describe())
+        except Exception as e:  # show broken plugins instead of hiding them
+            i = plugins.info(name)
+            rows.append({"name": name, "distribution": i.distribution, "version": i.version, "error": str(e)})
+    if a.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("No model plugins installed (entry-point group recarena.models).")
+    for r in rows:
+        if "error" in r:
+            print(f"{r['name']:<18} {r['distribution']} {r['version']}  BROKEN: {r['error']}")
+            continue
+        c = r["capabilities"]
+        extras = [k for k in ("onnx", "side_features", "embeddings") if c[k]]
+        print(f"{r['name']:<18} {r['distribution'] + ' ' + r['version']:<28} tasks={','.join(c['tasks']):<22} {' '.join(extras)}")
+    return 0
+
+
+def _cmd_datasets(a) -> int:
+    from recarena.data import datasets
+
+    for name, spec in sorted(datasets.REGISTRY.items()):
+        print(f"{name:<32} {spec.description}")
+    print(f"{'synthetic[-N]':<32} generated latent-factor ratings with power-law popularity (N rows)")
+    return 0
+
+
+def _cmd_protocols(a) -> int:
+    from recarena.config import list_configs
+    from recarena.protocols import load_protocol
+
+    for name in list_configs("protocols"):
+        p = load_protocol(name)
+        print(f"{name:<20} v{p.get('version', 1)}  {p['dataset']:<10} {p['task']:<10} select {p['select']:<10} {p.get('description', '')}")
+    return 0
+
+
+def _delegate(cmd: str, args: list[str]) -> int:
+    from importlib.metadata import entry_points
+
+    eps = {ep.name: ep for ep in entry_points(group="recarena.commands")}
+    if cmd not in eps:
+        from recarena.errors import RecArenaError
+
+        pkg = {"serve": "recarena-serve", "db": "recarena-serve", "viz": "recarena-viz"}.get(cmd, "a RecArena extension")
+        raise RecArenaError(f"'recarena {cmd}' is provided by {pkg}, which is not installed here (or does not implement it yet).")
+    return int(eps[cmd].load()(args) or 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from recarena.errors import RecArenaError
+
+    os.environ.setdefault("WANDB_MODE", "offline")
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    a = _parser().parse_args(argv)
+    try:
+        if a.cmd in ("serve", "db", "sweep", "report", "viz"):
+            return _delegate(a.cmd, a.args)
+        return {"train": _cmd_train, "leaderboard": _cmd_leaderboard, "plugins": _cmd_plugins,
+                "datasets": _cmd_datasets, "protocols": _cmd_protocols}[a.cmd](a)
+    except RecArenaError as e:
+        msg = textwrap.fill(str(e), width=100, break_long_words=False, break_on_hyphens=False)
+        print(f"recarena {a.cmd}: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

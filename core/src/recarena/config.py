@@ -1,0 +1,152 @@
+"""Config layering and validation.
+
+Precedence, lowest first: plugin defaults < configs/models/<name>.yaml < the protocol's
+``models.<name>`` / ``trainer`` blocks < an experiment file < ``--set key=value``.
+A resolved config is plain data::
+
+    {model, dataset, protocol, seed, params: {...}, trainer: {...}}
+
+and is saved with every run, so ``recarena train --config resolved.yaml`` re-runs it as is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from recarena.errors import RecArenaError, UnknownNameError
+from recarena.paths import config_dirs
+
+TOP_KEYS = {"model", "dataset", "protocol", "seed", "params", "trainer"}
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RecArenaError(f"Config file {path} does not exist.") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise RecArenaError(f"{where}: invalid YAML ({getattr(e, 'problem', e)}).") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise RecArenaError(f"{path}: expected a mapping at the top level, got {type(data).__name__}.")
+    return data
+
+
+def find_config(kind: str, name: str) -> Path | None:
+    for d in config_dirs():
+        p = d / kind / f"{name}.yaml"
+        if p.exists():
+            return p
+    return None
+
+
+def list_configs(kind: str) -> list[str]:
+    names = set()
+    for d in config_dirs():
+        names |= {p.stem for p in (d / kind).glob("*.yaml")}
+    return sorted(names)
+
+
+def parse_value(text: str) -> Any:
+    """``--set`` values are YAML scalars: 0.01, true, [1, 2], null, 'str'."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def parse_sets(sets: list[str]) -> dict[str, Any]:
+    """``["lr=0.01", "trainer.patience=3"]`` -> ``{"params": {"lr": 0.01}, "trainer": {...}}``."""
+    out: dict[str, Any] = {}
+    for s in sets:
+        key, eq, value = s.partition("=")
+        if not eq or not key:
+            raise RecArenaError(f"--set expects key=value, got {s!r}.")
+        key = key.strip()
+        section, dot, sub = key.partition(".")
+        if not dot:
+            section, sub = ("params", key) if key not in TOP_KEYS else (key, None)
+        if sub is None:
+            out[section] = parse_value(value)
+        else:
+            out.setdefault(section, {})[sub] = parse_value(value)
+    return out
+
+
+def _check_section(layer: dict, section: str, allowed: set[str], where: str):
+    block = layer.get(section)
+    if block is None:
+        return
+    if not isinstance(block, dict):
+        raise RecArenaError(f"{where}: {section!r} must be a mapping, got {type(block).__name__}.")
+    for k in block:
+        if k not in allowed:
+            raise UnknownNameError(f"{section} key", k, allowed, where=where)
+
+
+def resolve(
+    model_cls,
+    model_name: str,
+    protocol: dict[str, Any],
+    dataset: str,
+    seed: int,
+    experiment: Path | None = None,
+    sets: list[str] | None = None,
+) -> dict[str, Any]:
+    from recarena.torch_model import TRAINER_KEYS
+
+    param_names = set(model_cls._param_names())
+    trainer_names = set(TRAINER_KEYS)
+    layers: list[tuple[str, dict]] = [("plugin defaults", {"params": model_cls.default_params(), "trainer": {}})]
+    p = find_config("models", model_name)
+    if p is not None:
+        layers.append((str(p), read_yaml(p)))
+    proto_layer = {"trainer": protocol.get("trainer", {}) or {}}
+    proto_layer["params"] = ((protocol.get("models") or {}).get(model_name) or {})
+    layers.append((f"protocol {protocol['name']}", proto_layer))
+    if experiment is not None:
+        layers.append((str(experiment), read_yaml(experiment)))
+    if sets:
+        layers.append(("--set", parse_sets(sets)))
+
+    cfg: dict[str, Any] = {
+        "model": model_name, "dataset": dataset, "protocol": protocol["name"], "seed": seed,
+        "params": {}, "trainer": {},
+    }
+    for where, layer in layers:
+        for k in layer:
+            if k not in TOP_KEYS:
+                raise UnknownNameError("config key", k, TOP_KEYS, where=where)
+        _check_section(layer, "params", param_names, f"{where} (parameters of {model_name})")
+        _check_section(layer, "trainer", trainer_names, where)
+        for k in ("model", "dataset", "protocol"):
+            if k in layer and layer[k] is not None and where not in ("plugin defaults",):
+                if k == "model" and layer[k] != model_name:
+                    raise RecArenaError(f"{where}: model is {layer[k]!r} but the run is for {model_name!r}.")
+                cfg[k] = layer[k]
+        if "seed" in layer and layer["seed"] is not None:
+            cfg["seed"] = int(layer["seed"])
+        cfg["params"].update(layer.get("params") or {})
+        cfg["trainer"].update(layer.get("trainer") or {})
+    return cfg
+
+
+def config_hash(cfg: dict[str, Any], with_seed: bool = False) -> str:
+    """Stable hash of what defines a configuration (the seed excluded unless asked)."""
+    keep = {k: v for k, v in cfg.items() if with_seed or k != "seed"}
+    # where the run writes and how it shows progress do not change the result
+    trainer = {k: v for k, v in (keep.get("trainer") or {}).items()
+               if k not in ("progress_bar", "checkpoint_dir", "logger", "wandb_mode", "wandb_project", "wandb_group")}
+    keep["trainer"] = trainer
+    blob = json.dumps(keep, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -1,0 +1,1 @@
+"""Datasets, filtering, splits and negative sampling."""

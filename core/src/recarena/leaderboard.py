@@ -1,0 +1,94 @@
+"""Leaderboard: the best configuration of each model, mean ± std over seeds."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+
+from recarena.eval.evaluator import metric_mode
+from recarena.store import ResultsStore
+
+
+def build(store: ResultsStore, protocol: str, anchors: list[dict] | None = None) -> dict[str, Any]:
+    """Rows per model: the configuration with the best mean validation selection metric,
+    reported with its test metrics (mean, std over seeds), sorted by the selection metric."""
+    from recarena.protocols import load_protocol
+
+    proto = load_protocol(protocol)
+    select = proto["select"].lower()
+    mode = metric_mode(select)
+    runs = store.runs(protocol=protocol)
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for r in runs:
+        groups[(r["model"], r["config_hash"])].append(r)
+    best: dict[str, dict] = {}
+    for (model, chash), rs in groups.items():
+        val = [r["valid_metrics"].get(select) for r in rs if r.get("valid_metrics")]
+        val = [v for v in val if v is not None]
+        score = float(np.mean(val)) if val else float(np.mean([r["test_metrics"].get(select, np.nan) for r in rs]))
+        key = score if mode == "max" else -score
+        if model not in best or key > best[model]["_key"]:
+            metrics = sorted({m for r in rs for m in r["test_metrics"]})
+            stats = {}
+            for m in metrics:
+                vals = np.array([r["test_metrics"][m] for r in rs if m in r["test_metrics"]], float)
+                stats[m] = {"mean": float(vals.mean()), "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0}
+            best[model] = {
+                "_key": key, "model": model, "config_hash": chash, "seeds": sorted(r["seed"] for r in rs),
+                "n": len(rs), "metrics": stats,
+                "fit_seconds": float(np.mean([r["fit_seconds"] or 0 for r in rs])),
+                "run_ids": [r["run_id"] for r in rs],
+            }
+    rows = sorted(best.values(), key=lambda r: r["metrics"].get(select, {}).get("mean", np.nan), reverse=(mode == "max"))
+    for r in rows:
+        r.pop("_key")
+    return {
+        "protocol": protocol, "select": select, "mode": mode, "rows": rows,
+        "metrics": proto["metrics"], "anchors": proto.get("anchors") or [],
+    }
+
+
+def render(board: dict[str, Any], fmt: str = "table") -> str:
+    metrics = [m.lower() for m in board["metrics"]]
+    if fmt == "json":
+        return json.dumps(board, indent=2)
+    header = ["#", "model", "seeds", *metrics, "fit s"]
+    body = []
+    for k, r in enumerate(board["rows"], 1):
+        cells = [str(k), r["model"], str(r["n"])]
+        for m in metrics:
+            s = r["metrics"].get(m)
+            cells.append("" if s is None else (f"{s['mean']:.4f} ± {s['std']:.4f}" if r["n"] > 1 else f"{s['mean']:.4f}"))
+        cells.append(f"{r['fit_seconds']:.1f}")
+        body.append(cells)
+    for a in board["anchors"]:
+        cells = ["", f"{a['model']} (published: {a.get('source', '')})", ""]
+        for m in metrics:
+            v = (a.get("metrics") or {}).get(m)
+            cells.append("" if v is None else f"{v:.4f}")
+        cells.append("")
+        body.append(cells)
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(header)
+        w.writerows(body)
+        return buf.getvalue()
+    if fmt == "md":
+        lines = [f"### {board['protocol']} (sorted by {board['select']})", "",
+                 "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(c for c in row) + " |" for row in body]
+        return "\n".join(lines)
+    widths = [max(len(h), *(len(row[i]) for row in body)) if body else len(h) for i, h in enumerate(header)]
+    out = [f"Leaderboard: {board['protocol']} (sorted by test {board['select']}, best config per model by validation)"]
+    out.append("  ".join(h.ljust(w) for h, w in zip(header, widths)))
+    out.append("  ".join("-" * w for w in widths))
+    out += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in body]
+    if not board["rows"]:
+        out.append("(no runs recorded for this protocol yet)")
+    return "\n".join(out)

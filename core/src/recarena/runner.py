@@ -1,0 +1,185 @@
+"""One training run: resolve, prepare data, fit with validation, test, save, record."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psutil
+import torch
+import yaml
+
+from recarena import plugins
+from recarena.base import Monitor, Task
+from recarena.config import config_hash, resolve
+from recarena.errors import RecArenaError
+from recarena.eval.evaluator import metric_mode
+from recarena.paths import home
+from recarena.protocols import load_protocol, prepare
+from recarena.store import ResultsStore
+
+
+class PeakMemory:
+    """Samples this process's RSS in a thread; ``peak_mb`` is the max above the start."""
+
+    def __init__(self, interval: float = 0.05):
+        self.proc = psutil.Process()
+        self.interval = interval
+        self.start_mb = self.peak_mb = 0.0
+        self._stop = threading.Event()
+
+    def __enter__(self):
+        self.start_mb = self.proc.memory_info().rss / 2**20
+        self.peak_abs = self.start_mb
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+        return self
+
+    def _run(self):
+        while not self._stop.wait(self.interval):
+            self.peak_abs = max(self.peak_abs, self.proc.memory_info().rss / 2**20)
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join()
+        self.peak_abs = max(self.peak_abs, self.proc.memory_info().rss / 2**20)
+        self.peak_mb = self.peak_abs - self.start_mb
+        self.gpu_peak_mb = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
+
+
+def code_version(model_cls) -> str:
+    import recarena
+
+    parts = [f"recarena {recarena.__version__}"]
+    info = plugins.discover().get(getattr(model_cls, "plugin_name", ""))
+    if info:
+        parts.append(f"{info.distribution} {info.version}")
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+        if sha:
+            parts.append(f"git {sha}{'+dirty' if dirty else ''}")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return "; ".join(parts)
+
+
+def environment() -> dict[str, Any]:
+    import lightning
+
+    env = {
+        "python": platform.python_version(), "torch": torch.__version__, "lightning": lightning.__version__,
+        "platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+    return env
+
+
+def make_monitor(prepared, task: str) -> Monitor | None:
+    if prepared.split.valid is None or len(prepared.split.valid) == 0:
+        return None
+    select = prepared.select
+    ev = prepared.evaluator("valid")
+    return Monitor(select, metric_mode(select), ev.evaluate)
+
+
+def train(
+    model: str,
+    protocol: str,
+    dataset: str | None = None,
+    data_dir: str | None = None,
+    seed: int = 0,
+    sets: list[str] | None = None,
+    experiment: str | None = None,
+    store: ResultsStore | None = None,
+    sweep: str | None = None,
+    progress: bool = True,
+    log=print,
+) -> dict[str, Any]:
+    """Train one model under one protocol; returns the run summary (as ``--json`` prints).
+
+    Every input is checked before anything runs, and nothing reaches the store unless the
+    run gets past data preparation: bad input leaves the store as it was.
+    """
+    proto = load_protocol(protocol)
+    cls = plugins.get(model)
+    task = proto["task"]
+    ranks = {Task.RANKING.value, Task.SEQUENTIAL.value}
+    if not cls.capabilities.supports(task) and not (task in ranks and any(cls.capabilities.supports(t) for t in ranks)):
+        raise RecArenaError(
+            f"Model {model!r} does not support the {task} task of protocol {proto['name']!r} "
+            f"(it declares {', '.join(sorted(t.value for t in cls.capabilities.tasks))})."
+        )
+    ds = dataset or proto["dataset"]
+    cfg = resolve(cls, model, proto, ds, seed, Path(experiment) if experiment else None, sets)
+    estimator = cls(**cfg["params"])
+    t0 = time.time()
+    prepared = prepare(proto, cfg["dataset"], data_dir, seed=cfg["seed"])
+    s = prepared.split
+    n_train, n_valid, n_test = s.sizes()
+    log(
+        f"{proto['name']}: {len(prepared.data):,} interactions, {prepared.data.n_users:,} users, "
+        f"{prepared.data.n_items:,} items; split {n_train:,} / {n_valid:,} / {n_test:,} "
+        f"(prepared in {time.time() - t0:.1f}s)"
+    )
+    store = store or ResultsStore()
+    run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    run_dir = home() / "runs" / run_id
+    trainer_cfg = dict(cfg["trainer"])
+    trainer_cfg.setdefault("progress_bar", progress)
+    trainer_cfg["checkpoint_dir"] = str(run_dir / "checkpoints")
+    trainer_cfg.setdefault("wandb_group", sweep or proto["name"])
+    monitor = make_monitor(prepared, task)
+    record: dict[str, Any] = {
+        "run_id": run_id, "model": model, "dataset": cfg["dataset"], "protocol": proto["name"],
+        "seed": cfg["seed"], "config": cfg, "config_hash": config_hash(cfg), "run_hash": config_hash(cfg, with_seed=True),
+        "code_version": code_version(cls), "started_at": t0, "environment": environment(), "sweep": sweep,
+    }
+    try:
+        with PeakMemory() as mem:
+            tf = time.perf_counter()
+            estimator.fit(s.train, s.valid, seed=cfg["seed"], monitor=monitor, trainer=trainer_cfg)
+            fit_s = time.perf_counter() - tf
+        te = time.perf_counter()
+        valid_metrics = prepared.evaluator("valid").evaluate(estimator) if monitor else {}
+        test_metrics = prepared.evaluator("test").evaluate(estimator)
+        eval_s = time.perf_counter() - te
+        if hasattr(estimator, "log_final"):
+            estimator.log_final(test_metrics)
+        artifact = estimator.save(run_dir / "model.pt")
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    except KeyboardInterrupt:
+        raise
+    except Exception as e:
+        record.update(status="failed", error=f"{type(e).__name__}: {e}", finished_at=time.time())
+        store.record(record)
+        raise
+    record.update(
+        status="ok", fit_seconds=fit_s, eval_seconds=eval_s, peak_memory_mb=mem.peak_mb,
+        valid_metrics=valid_metrics, test_metrics=test_metrics, artifact_path=str(artifact),
+        history=getattr(estimator, "history_", None), finished_at=time.time(),
+    )
+    store.record(record)
+    summary = {
+        "run_id": run_id, "model": model, "dataset": cfg["dataset"], "protocol": proto["name"], "seed": cfg["seed"],
+        "metrics": test_metrics, "valid_metrics": valid_metrics, "fit_seconds": round(fit_s, 3),
+        "eval_seconds": round(eval_s, 3), "peak_memory_mb": round(mem.peak_mb, 1),
+        "gpu_peak_memory_mb": mem.gpu_peak_mb, "config_hash": record["config_hash"],
+        "data": {"interactions": len(prepared.data), "users": prepared.data.n_users, "items": prepared.data.n_items,
+                 "train": n_train, "valid": n_valid, "test": n_test},
+        "artifact": str(artifact), "epochs": getattr(estimator, "epochs_trained_", None),
+        "best_epoch": getattr(estimator, "best_epoch_", None),
+    }
+    return summary

@@ -1,0 +1,331 @@
+"""Lightning-based base class for torch plugins.
+
+A plugin writes its network (``build_network``), its loss (``loss``) and how it scores
+(``score_users`` / ``predict_pairs``). This class owns the rest: feeding whole batches by
+index (no per-sample collation), the Lightning Trainer (devices, precision, strategy, DDP),
+validation on the protocol's metric with early stopping and best-checkpoint restore,
+seeding, a progress bar and loggers (wandb offline by default).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch import nn
+
+from recarena.base import Monitor, Recommender
+from recarena.data.interactions import Interactions
+from recarena.data.sampling import NegativeSampler
+from recarena.errors import RecArenaError
+
+#: Trainer settings a run may pass through (``trainer:`` block of a config)
+TRAINER_KEYS = {
+    "accelerator": "auto",
+    "devices": "auto",
+    "strategy": "auto",
+    "precision": "32-true",
+    "num_nodes": 1,
+    "patience": 5,
+    "progress_bar": True,
+    "logger": "wandb",  # wandb | csv | none
+    "wandb_mode": "offline",  # offline | online | disabled
+    "wandb_project": "recarena",
+    "wandb_group": None,
+    "check_val_every_n_epoch": 1,
+    "deterministic": False,
+    "checkpoint_dir": None,
+    "max_time": None,  # "DD:HH:MM:SS"
+}
+
+
+class IndexBatches(torch.utils.data.IterableDataset):
+    """Yields whole batches ``{name: Tensor[B, ...]}`` by slicing pre-built tensors with a
+    random permutation; a new permutation each epoch, seeded by (seed, epoch), so a resumed
+    run sees the same order. Under DDP each rank takes every world_size-th batch.
+
+    ``make_batch(index [B] int64) -> dict`` may add sampled fields (e.g. negatives).
+    """
+
+    def __init__(self, tensors: dict[str, torch.Tensor], batch_size: int, seed: int, make_batch=None, drop_last=False):
+        self.tensors = tensors
+        self.n = len(next(iter(tensors.values())))
+        self.batch_size = batch_size
+        self.seed = seed
+        self.epoch = 0
+        self.make_batch = make_batch
+        self.drop_last = drop_last
+
+    def __len__(self):
+        world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+        n_batches = self.n // self.batch_size if self.drop_last else math.ceil(self.n / self.batch_size)
+        return math.ceil(n_batches / world)
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
+        self.epoch += 1
+        perm = torch.randperm(self.n, generator=g)
+        rank, world = 0, 1
+        if torch.distributed.is_initialized():
+            rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+        stop = self.n - (self.n % self.batch_size if self.drop_last else 0)
+        for b, s in enumerate(range(0, stop, self.batch_size)):
+            if b % world != rank:
+                continue
+            idx = perm[s : s + self.batch_size]
+            if self.make_batch is not None:
+                yield self.make_batch(idx)
+            else:
+                yield {k: v[idx] for k, v in self.tensors.items()}
+
+
+class _Module(L.LightningModule):
+    """The generic LightningModule: the plugin supplies the network and loss."""
+
+    def __init__(self, owner: TorchRecommender, network: nn.Module, monitor: Monitor | None):
+        super().__init__()
+        self.owner = owner
+        self.network = network
+        self.monitor = monitor
+        self._loss_sum = None
+        self._loss_n = 0
+
+    def training_step(self, batch, batch_idx):
+        loss = self.owner.loss(self.network, batch)
+        # accumulate without a host sync per step; logged once per epoch
+        d = loss.detach()
+        self._loss_sum = d if self._loss_sum is None else self._loss_sum + d
+        self._loss_n += 1
+        return loss
+
+    def on_train_epoch_end(self):
+        if self._loss_n:
+            self.log("train/loss", self._loss_sum / self._loss_n, prog_bar=True, sync_dist=True)
+        self._loss_sum, self._loss_n = None, 0
+
+    def validation_step(self, batch, batch_idx):
+        if self.monitor is None:
+            return
+        self.network.eval()
+        self.owner.network_ = self.network
+        metrics = self.monitor.evaluate(self.owner)
+        self.network.train()
+        self.monitor.history.append({"epoch": self.current_epoch, **metrics})
+        for k, v in metrics.items():
+            self.log(f"val/{k}", float(v), prog_bar=(k == self.monitor.metric), batch_size=1)
+
+    def configure_optimizers(self):
+        return self.owner.configure_optimizer(self.network.parameters())
+
+
+class TorchRecommender(Recommender):
+    """Base for torch plugins. Subclasses define ``__init__`` (storing hyperparameters,
+    conventionally including ``epochs``, ``batch_size``, ``lr``) and:
+
+    - ``build_network(train) -> nn.Module``
+    - ``loss(network, batch: dict[str, Tensor]) -> Tensor`` (scalar)
+    - ``score_users(network, users [B] int64) -> [B, n_items] float32`` for ranking
+    - ``predict_pairs(network, users [N], items [N]) -> [N] float32`` for rating/CTR
+
+    and optionally ``training_tensors(train)`` / ``make_batch`` to change what a batch holds
+    (default: user, item, rating columns; implicit data gets ``neg`` items sampled per batch).
+    """
+
+    epochs: int
+    batch_size: int
+    lr: float
+
+    # ---- hooks a plugin may override ------------------------------------------------------
+    def build_network(self, train: Interactions) -> nn.Module:
+        raise NotImplementedError
+
+    def loss(self, network: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def score_users(self, network: nn.Module, users: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError(f"{type(self).__name__} does not rank items")
+
+    def predict_pairs(self, network: nn.Module, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        s = self.score_users(network, users)
+        return s.gather(1, items.view(-1, 1)).view(-1)
+
+    def configure_optimizer(self, params):
+        return torch.optim.Adam(params, lr=self.lr, weight_decay=getattr(self, "weight_decay", 0.0))
+
+    def training_tensors(self, train: Interactions) -> dict[str, torch.Tensor]:
+        t = {"user": torch.from_numpy(train.user), "item": torch.from_numpy(train.item)}
+        if train.rating is not None:
+            t["rating"] = torch.from_numpy(train.rating)
+        return t
+
+    def n_negatives(self) -> int:
+        return int(getattr(self, "n_neg", 1))
+
+    def batch_maker(self, train: Interactions, tensors: dict[str, torch.Tensor], seed: int):
+        """Default: implicit data gets ``n_negatives()`` uniform negatives per row, drawn per batch."""
+        if train.rating is not None:
+            return None
+        sampler = NegativeSampler(train, getattr(self, "neg_sampling", "uniform"), seed=seed)
+        n_neg = self.n_negatives()
+
+        def make(idx):
+            b = {k: v[idx] for k, v in tensors.items()}
+            b["neg"] = torch.from_numpy(sampler.sample(b["user"].numpy(), n_neg))
+            return b
+
+        return make
+
+    # ---- the Recommender contract ---------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        net = getattr(self, "network_", None)
+        if net is None:
+            return torch.device("cpu")
+        p = next(net.parameters(), None)
+        return p.device if p is not None else torch.device("cpu")
+
+    def _score(self, users: torch.Tensor) -> torch.Tensor:
+        return self.score_users(self.network_, users.to(self.device))
+
+    def _predict(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return self.predict_pairs(self.network_, users.to(self.device), items.to(self.device))
+
+    def _after_load(self) -> None:
+        self.network_.eval()
+
+    def _fit(self, train: Interactions, valid: Interactions | None, monitor: Monitor | None):
+        settings = {**TRAINER_KEYS, **self.trainer_settings_}
+        unknown = set(settings) - set(TRAINER_KEYS)
+        if unknown:
+            from recarena.errors import UnknownNameError
+
+            raise UnknownNameError("trainer setting", sorted(unknown)[0], TRAINER_KEYS)
+        network = self.build_network(train)
+        self.network_ = network
+        tensors = self.training_tensors(train)
+        data = IndexBatches(tensors, int(self.batch_size), self.seed_, self.batch_maker(train, tensors, self.seed_))
+        loader = torch.utils.data.DataLoader(data, batch_size=None, num_workers=0)
+        module = _Module(self, network, monitor)
+
+        callbacks: list[L.Callback] = []
+        ckpt_dir = settings["checkpoint_dir"] or tempfile.mkdtemp(prefix="recarena-ckpt-")
+        ckpt = None
+        val_loader = None
+        if monitor is not None:
+            from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+            key = f"val/{monitor.metric}"
+            callbacks.append(EarlyStopping(key, patience=int(settings["patience"]), mode=monitor.mode))
+            ckpt = ModelCheckpoint(
+                dirpath=ckpt_dir, monitor=key, mode=monitor.mode, save_top_k=1,
+                filename="best", enable_version_counter=False, save_weights_only=True,
+            )
+            callbacks.append(ckpt)
+            # one dummy batch per validation pass: the evaluator does its own chunking
+            val_loader = torch.utils.data.DataLoader([0], batch_size=None)
+        logger = self._make_logger(settings)
+        trainer = L.Trainer(
+            max_epochs=int(self.epochs),
+            accelerator=settings["accelerator"],
+            devices=settings["devices"],
+            strategy=settings["strategy"],
+            precision=settings["precision"],
+            num_nodes=int(settings["num_nodes"]),
+            max_time=settings["max_time"],
+            callbacks=callbacks,
+            logger=logger,
+            enable_checkpointing=ckpt is not None,
+            enable_progress_bar=bool(settings["progress_bar"]),
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            check_val_every_n_epoch=int(settings["check_val_every_n_epoch"]),
+            deterministic=settings["deterministic"],
+            default_root_dir=ckpt_dir,
+            log_every_n_steps=50,
+        )
+        self._trainer = trainer
+        try:
+            trainer.fit(module, loader, val_loader)
+            if ckpt is not None and ckpt.best_model_path and Path(ckpt.best_model_path).exists():
+                state = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
+                module.load_state_dict(state)
+                self.best_epoch_ = self._best_epoch(monitor)
+            self.epochs_trained_ = trainer.current_epoch
+            self.history_ = list(monitor.history) if monitor is not None else []
+            self.logger_run_ = getattr(logger, "_recarena_dir", None) if logger else None
+        finally:
+            if logger is not None and hasattr(logger, "experiment") and settings["logger"] == "wandb":
+                pass
+            if not settings["checkpoint_dir"]:
+                import shutil
+
+                shutil.rmtree(ckpt_dir, ignore_errors=True)
+        self._last_logger = logger
+        self.network_ = network.cpu().eval()
+        del self._trainer
+
+    @staticmethod
+    def _best_epoch(monitor):
+        if not monitor.history:
+            return None
+        pick = max if monitor.mode == "max" else min
+        return pick(monitor.history, key=lambda h: h[monitor.metric])["epoch"]
+
+    def _make_logger(self, settings):
+        kind = settings["logger"]
+        if kind in (None, "none", False):
+            return False
+        root = settings.get("checkpoint_dir") or tempfile.gettempdir()
+        if kind == "csv":
+            from lightning.pytorch.loggers import CSVLogger
+
+            return CSVLogger(root, name="logs")
+        if kind == "wandb":
+            mode = os.environ.get("WANDB_MODE") or settings["wandb_mode"]
+            if mode == "disabled":
+                return False
+            try:
+                from lightning.pytorch.loggers import WandbLogger
+                import wandb  # noqa: F401
+            except ImportError:
+                raise RecArenaError(
+                    "trainer.logger=wandb but wandb is not installed: pip install wandb, "
+                    "or set trainer.logger=csv / none."
+                ) from None
+            os.environ.setdefault("WANDB_SILENT", "true")
+            return WandbLogger(
+                project=settings["wandb_project"], group=settings["wandb_group"], mode=mode,
+                save_dir=root, log_model=False,
+            )
+        raise RecArenaError(f"trainer.logger must be wandb, csv or none; got {kind!r}.")
+
+    def log_final(self, metrics: dict[str, float], prefix: str = "test") -> None:
+        """Send final metrics to the run's logger (if any) and close it."""
+        logger = getattr(self, "_last_logger", None)
+        if not logger:
+            return
+        logger.log_metrics({f"{prefix}/{k}": v for k, v in metrics.items()})
+        logger.finalize("success")
+        if type(logger).__name__ == "WandbLogger":
+            import wandb
+
+            wandb.finish(quiet=True)
+
+    def _learned_state(self) -> dict[str, Any]:
+        state = super()._learned_state()
+        state.pop("_last_logger", None)
+        return state
+
+    def _embeddings(self) -> dict[str, np.ndarray]:
+        out = {}
+        for name, attr in (("user", "user_emb"), ("item", "item_emb")):
+            emb = getattr(self.network_, attr, None)
+            if isinstance(emb, nn.Embedding):
+                out[name] = emb.weight.detach().cpu().numpy()
+        return out

@@ -1,0 +1,68 @@
+# RecArena recipes. `just` comes from the rust-just wheel: python3 -m pip install rust-just
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+venv := justfile_directory() / ".venv"
+py := venv / "bin/python"
+shared := justfile_directory() / "../shared/data"
+# ../shared/data when present, else $RECARENA_DATA_DIR / ~/.recarena/data (download when online)
+data_dir := if path_exists(shared) == "true" { shared } else { env_var_or_default("RECARENA_DATA_DIR", "") }
+
+# Create .venv and install every workspace member editable (idempotent; torch pinned to the CPU wheel)
+setup:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cd "{{justfile_directory()}}"
+    stamp=.venv/.setup-stamp
+    want=$(cat pyproject.toml core/pyproject.toml plugins/*/pyproject.toml serve/pyproject.toml viz/pyproject.toml justfile | sha256sum | cut -c1-16)
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && .venv/bin/python -c 'import recarena, torch' 2>/dev/null; then
+        echo "setup: .venv is up to date"; exit 0
+    fi
+    [ -x .venv/bin/python ] || python3 -m venv .venv
+    .venv/bin/python -m pip install -q --upgrade pip
+    # torch first and pinned, so that no resolver ever pulls a multi-GB CUDA build
+    .venv/bin/python -m pip install -q "torch==2.13.0"
+    members=(-e core)
+    for d in plugins/*/ serve viz; do members+=(-e "$d"); done
+    .venv/bin/python -m pip install -q "torch==2.13.0" "numpy<2" "${members[@]}" \
+        pytest hypothesis pyarrow wandb onnx onnxruntime onnxscript ruff rust-just
+    echo "$want" > "$stamp"
+    echo "setup: done ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))"
+
+# Run the whole test suite (slow tests included)
+test *ARGS: setup
+    {{py}} -m pytest -q -p no:cacheprovider {{ARGS}}
+
+# Train pop and biased-mf on ml-100k and print the leaderboard
+demo: setup
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cd "{{justfile_directory()}}"
+    export RECARENA_HOME="${RECARENA_HOME:-$PWD/.recarena}"
+    dd="{{data_dir}}"
+    args=(--protocol ml100k-u1); lb=(--protocol ml100k-u1); rank=(--protocol ml100k-rank)
+    if [ -n "$dd" ] && [ -f "$dd/ml-100k/u.data" ]; then
+        echo "demo: ml-100k from $dd"; args+=(--data-dir "$dd"); rank+=(--data-dir "$dd")
+    elif .venv/bin/python -c 'from recarena.data.datasets import dataset_dir; dataset_dir("ml-100k")' 2>/dev/null; then
+        echo "demo: ml-100k downloaded to $RECARENA_HOME/data"
+    else
+        echo "demo: ml-100k is not available offline; using a SYNTHETIC stand-in (synthetic-100000), not real data"
+        args=(--protocol synthetic-rating --dataset synthetic-100000); lb=(--protocol synthetic-rating)
+        rank=(--protocol synthetic-rank --dataset synthetic-100000)
+    fi
+    .venv/bin/recarena train biased-mf "${args[@]}" --no-progress
+    .venv/bin/recarena train pop "${rank[@]}" --no-progress
+    .venv/bin/recarena train biased-mf "${rank[@]}" --no-progress
+    .venv/bin/recarena leaderboard "${lb[@]}" --protocol "${rank[1]}"
+
+# Static checks
+lint: setup
+    {{venv}}/bin/ruff check core plugins serve viz tests
+
+# Lightning training path vs a bare PyTorch loop (biased-mf, ml-1m, batch 1024, CPU)
+bench-train: setup
+    {{py}} tests/bench/bench_train.py --data-dir "{{data_dir}}"
+
+# Full-ranking evaluation speed (recbole-ml1m) and a 10k x 100k catalogue's memory
+bench-eval: setup
+    {{py}} tests/bench/bench_eval.py --data-dir "{{data_dir}}"
