@@ -1,0 +1,106 @@
+"""Property tests: every split partitions the data, leaks nothing, is deterministic per seed."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from recarena.data.filtering import k_core
+from recarena.data.interactions import IdMap, Interactions
+from recarena.data import splits
+from recarena.errors import RecArenaError
+
+
+@st.composite
+def interactions(draw, with_time=True):
+    n_users = draw(st.integers(2, 12))
+    n_items = draw(st.integers(2, 15))
+    pairs = draw(st.sets(st.tuples(st.integers(0, n_users - 1), st.integers(0, n_items - 1)), min_size=1, max_size=120))
+    arr = np.array(sorted(pairs), np.int64)
+    ts = np.array(draw(st.lists(st.integers(0, 10**6), min_size=len(arr), max_size=len(arr))), np.int64) if with_time else None
+    return Interactions(arr[:, 0], arr[:, 1], IdMap(np.arange(n_users)), IdMap(np.arange(n_items)), np.ones(len(arr), np.float32), ts)
+
+
+def row_keys(d):
+    return sorted(zip(d.user.tolist(), d.item.tolist(), (d.timestamp if d.timestamp is not None else np.zeros(len(d), int)).tolist()))
+
+
+def assert_partition(data, s):
+    parts = [s.train, s.test] + ([s.valid] if s.valid is not None else []) + list(s.extra.values())
+    assert sum(len(p) for p in parts) == len(data)
+    assert sorted(k for p in parts for k in row_keys(p)) == row_keys(data)
+    for p in parts:
+        assert p.users is data.users and p.items is data.items
+
+
+SPLITTERS = {
+    "ratio_by_user": lambda d, seed: splits.ratio_by_user(d, (0.8, 0.1, 0.1), seed=seed),
+    "ratio_by_user_time": lambda d, seed: splits.ratio_by_user(d, (0.7, 0.3), seed=seed, order="time"),
+    "global_random": lambda d, seed: splits.global_random(d, (0.8, 0.1, 0.1), seed=seed),
+    "leave_one_out": lambda d, seed: splits.leave_one_out(d, seed=seed),
+    "leave_one_out_random": lambda d, seed: splits.leave_one_out(d, seed=seed, order="random"),
+    "global_temporal": lambda d, seed: splits.global_temporal(d, (0.6, 0.2, 0.2)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SPLITTERS))
+@settings(max_examples=60, deadline=None)
+@given(data=interactions(), seed=st.integers(0, 2**16))
+def test_partition_and_determinism(name, data, seed):
+    s1 = SPLITTERS[name](data, seed)
+    assert_partition(data, s1)
+    s2 = SPLITTERS[name](data, seed)
+    for a, b in zip((s1.train, s1.valid, s1.test), (s2.train, s2.valid, s2.test)):
+        if a is not None:
+            assert row_keys(a) == row_keys(b)
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=interactions())
+def test_temporal_splits_do_not_leak_the_future(data):
+    s = splits.leave_one_out(data, seed=0, order="time")
+    for u in np.unique(s.test.user):
+        t_test = s.test.timestamp[s.test.user == u].min()
+        assert (s.train.timestamp[s.train.user == u] <= t_test).all()
+    g = splits.global_temporal(data, (0.6, 0.2, 0.2))
+    if len(g.train) and len(g.test):
+        assert g.train.timestamp.max() <= g.test.timestamp.min()
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=interactions(), seed=st.integers(0, 1000))
+def test_ratio_by_user_sizes_follow_recbole_rule(data, seed):
+    s = splits.ratio_by_user(data, (0.8, 0.1, 0.1), seed=seed)
+    for u in np.unique(data.user):
+        n = int((data.user == u).sum())
+        nv, nt = int((s.valid.user == u).sum()), int((s.test.user == u).sum())
+        if n >= 10:
+            assert nv == n // 10 and nt == n // 10
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=interactions(with_time=False), seed=st.integers(0, 1000))
+def test_user_holdout_users_never_trained(data, seed):
+    n_users = len(np.unique(data.user))
+    if n_users < 4:
+        return
+    s = splits.user_holdout(data, 1, 1, seed=seed)
+    assert_partition(data, s)
+    held = set(s.test.user.tolist()) | set(s.valid.user.tolist()) | set(s.extra["test_fold_in"].user.tolist())
+    assert not held & set(s.train.user.tolist())
+
+
+def test_temporal_split_without_timestamps_is_a_clear_error():
+    d = Interactions([0, 1], [0, 1], IdMap([0, 1]), IdMap([0, 1]))
+    with pytest.raises(RecArenaError, match="no timestamps"):
+        splits.global_temporal(d)
+
+
+def test_k_core_repeats_until_stable():
+    # item 2 has 2 users, but user 2's removal (1 row) drops item 2 below 2: cascade
+    u = [0, 0, 0, 1, 1, 1, 2, 3, 3]
+    i = [0, 1, 2, 0, 1, 3, 2, 0, 1]
+    d = Interactions(u, i, IdMap(range(4)), IdMap(range(4)))
+    out = k_core(d, user_k=2, item_k=2)
+    assert set(out.users.raw.tolist()) == {0, 1, 3} and set(out.items.raw.tolist()) == {0, 1}
+    assert (np.bincount(out.user) >= 2).all() and (np.bincount(out.item) >= 2).all()

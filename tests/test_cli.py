@@ -1,0 +1,109 @@
+"""The recarena CLI end to end, with the pop and biased-mf plugins, on synthetic data."""
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args, env_extra=None):
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "recarena.cli", *args], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+
+
+def store_rows():
+    db = Path(os.environ["RECARENA_HOME"]) / "results.db"
+    if not db.exists():
+        return 0
+    with sqlite3.connect(db) as con:
+        return con.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+
+
+FAST = ["--set", "epochs=3", "--set", "dim=8", "--set", "trainer.logger=none"]
+
+
+def test_train_json_and_leaderboard():
+    r = cli("train", "pop", "--protocol", "synthetic-rank", "--dataset", "synthetic-5000", "--json", "--seed", "1")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    for key in ("model", "dataset", "protocol", "seed", "metrics", "fit_seconds", "run_id"):
+        assert key in out
+    assert out["model"] == "pop" and out["seed"] == 1 and 0 <= out["metrics"]["ndcg@10"] <= 1
+    for seed in (1, 2):
+        r = cli("train", "biased-mf", "--protocol", "synthetic-rank", "--dataset", "synthetic-5000", "--seed", str(seed), *FAST)
+        assert r.returncode == 0, r.stderr
+    assert store_rows() == 3
+    r = cli("leaderboard", "--protocol", "synthetic-rank", "--format", "json")
+    board = json.loads(r.stdout)
+    models = {row["model"]: row for row in board["rows"]}
+    assert set(models) == {"pop", "biased-mf"} and models["biased-mf"]["n"] == 2
+    ndcg = [row["metrics"]["ndcg@10"]["mean"] for row in board["rows"]]
+    assert ndcg == sorted(ndcg, reverse=True)
+    for fmt in ("table", "md", "csv"):
+        r = cli("leaderboard", "--protocol", "synthetic-rank", "--format", fmt)
+        assert r.returncode == 0 and "biased-mf" in r.stdout
+
+
+def test_saved_config_reruns_as_is():
+    r = cli("train", "biased-mf", "--protocol", "synthetic-rating", "--dataset", "synthetic-3000", "--json", *FAST, "--set", "lr=0.02")
+    assert r.returncode == 0, r.stderr
+    first = json.loads(r.stdout.strip().splitlines()[-1])
+    cfg = Path(first["artifact"]).parent / "config.yaml"
+    r = cli("train", "biased-mf", "--protocol", "synthetic-rating", "--config", str(cfg), "--json")
+    assert r.returncode == 0, r.stderr
+    second = json.loads(r.stdout.strip().splitlines()[-1])
+    assert second["config_hash"] == first["config_hash"]
+    assert second["metrics"]["rmse"] == pytest.approx(first["metrics"]["rmse"], abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["train", "nosuchmodel", "--protocol", "synthetic-rank", "--dataset", "synthetic-1000"], "Unknown model 'nosuchmodel'"),
+        (["train", "pop", "--protocol", "nosuchproto", "--dataset", "synthetic-1000"], "Unknown protocol 'nosuchproto'"),
+        (["train", "pop", "--protocol", "synthetic-rank", "--dataset", "nosuchdata"], "Unknown dataset 'nosuchdata'"),
+        (["train", "biased-mf", "--protocol", "synthetic-rank", "--dataset", "synthetic-1000", "--set", "dimm=8"], "Unknown params key 'dimm'"),
+        (["train", "biased-mf", "--protocol", "synthetic-rank", "--dataset", "synthetic-1000", "--set", "trainer.patiense=3"], "Unknown trainer key 'patiense'"),
+        (["train", "pop", "--protocol", "ml100k-u1"], "does not support the rating task"),
+        (["train", "biased-mf", "--protocol", "ml100k-u1", "--data-dir", "/nonexistent"], "u.data not found"),
+    ],
+)
+def test_bad_inputs_exit_2_without_traceback_or_store_writes(args, needle):
+    r = cli(*args)
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert needle in " ".join(r.stderr.split()), r.stderr
+    assert "Traceback" not in r.stderr
+    assert store_rows() == 0
+
+
+def test_malformed_ratings_line_exit_2(tmp_path):
+    d = tmp_path / "ml-100k"
+    d.mkdir()
+    (d / "u.data").write_text("1\t10\t4\t881250949\n1\t20\t4\n")
+    (d / "u.item").write_text("10|A|x||u|" + "|".join("0" * 19) + "\n")
+    r = cli("train", "biased-mf", "--protocol", "ml100k-u1", "--data-dir", str(tmp_path))
+    assert r.returncode == 2 and "u.data:2" in r.stderr and "Traceback" not in r.stderr
+    assert store_rows() == 0
+
+
+def test_plugins_json():
+    r = cli("plugins", "--json")
+    rows = {p["name"]: p for p in json.loads(r.stdout)}
+    assert rows["biased-mf"]["distribution"] == "recarena-biased-mf"
+    assert rows["biased-mf"]["capabilities"]["tasks"] == ["ranking", "rating"]
+    assert rows["pop"]["version"]
+    r = cli("plugins")
+    assert "recarena-pop" in r.stdout
+
+
+def test_protocols_and_datasets_list():
+    r = cli("protocols")
+    for p in ("recbole-ml1m", "ml1m-ctr", "ml100k-u1", "ml1m-rating-90-10", "ncf-loo", "ml100k-seq-loo"):
+        assert p in r.stdout
+    assert "ml-1m" in cli("datasets").stdout
