@@ -71,7 +71,7 @@ def test_saved_config_reruns_as_is():
         (["train", "biased-mf", "--protocol", "synthetic-rank", "--dataset", "synthetic-1000", "--set", "dimm=8"], "Unknown params key 'dimm'"),
         (["train", "biased-mf", "--protocol", "synthetic-rank", "--dataset", "synthetic-1000", "--set", "trainer.patiense=3"], "Unknown trainer key 'patiense'"),
         (["train", "pop", "--protocol", "ml100k-u1"], "does not support the rating task"),
-        (["train", "biased-mf", "--protocol", "ml100k-u1", "--data-dir", "/nonexistent"], "u.data not found"),
+        (["train", "biased-mf", "--protocol", "ml100k-u1", "--data-dir", "/nonexistent"], "u.data, u.item not found"),
     ],
 )
 def test_bad_inputs_exit_2_without_traceback_or_store_writes(args, needle):

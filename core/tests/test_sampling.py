@@ -28,12 +28,16 @@ def test_negatives_are_never_positives(pairs, strategy, seed):
     assert np.array_equal(neg, again)
 
 
-def test_popularity_sampling_prefers_popular_items():
-    d = synthetic(20_000, seed=1)
-    s = NegativeSampler(d, "popularity", seed=0)
-    neg = s.sample(np.zeros(20_000, np.int64), 1).ravel()
-    counts = d.item_counts()
-    assert counts[neg].mean() > 1.5 * counts.mean()
+def test_popularity_sampling_follows_count_to_the_alpha():
+    # item 0: 100 interactions, items 1..9: one each; user 10 has none of them.
+    # weights 100**0.75 = 31.62 vs 1 -> P(item 0) = 31.62 / 40.62 = 0.778
+    users = list(range(100)) + list(range(9))
+    items = [0] * 100 + list(range(1, 10))
+    d = Interactions(users, items, IdMap(range(101)), IdMap(range(10)))
+    neg = NegativeSampler(d, "popularity", alpha=0.75, seed=0).sample(np.full(20_000, 100), 1).ravel()
+    assert abs((neg == 0).mean() - 31.6228 / 40.6228) < 0.015
+    uni = NegativeSampler(d, "uniform", seed=0).sample(np.full(20_000, 100), 1).ravel()
+    assert abs((uni == 0).mean() - 0.1) < 0.01
 
 
 def test_user_with_every_item_is_an_error():

@@ -25,7 +25,7 @@ class NegativeSampler:
         self.strategy = strategy
         self.rng = np.random.default_rng(seed)
         self.keys = np.unique(positives.user * self.n_items + positives.item)
-        counts = np.bincount(positives.user, minlength=positives.n_users)
+        counts = np.bincount(self.keys // self.n_items, minlength=positives.n_users)  # distinct items
         self.full_users = np.flatnonzero(counts >= self.n_items)
         if strategy == "popularity":
             w = positives.item_counts().astype(np.float64) ** alpha
