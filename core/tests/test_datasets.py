@@ -5,7 +5,6 @@ import json
 import zipfile
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -22,7 +21,8 @@ def write_ml100k(root: Path, lines=None):
     lines = lines or ["1\t10\t4\t881250949", "1\t20\t3\t881250950", "2\t10\t5\t881250951"]
     (d / "u.data").write_text("\n".join(lines) + "\n")
     genres = ["0"] * 19
-    g1 = genres.copy(); g1[1] = "1"; g1[5] = "1"
+    g1 = genres.copy()
+    g1[1] = g1[5] = "1"  # Action, Comedy
     (d / "u.item").write_bytes(
         ("10|Caf\xe9 (1995)|01-Jan-1995||http://x|" + "|".join(g1) + "\n" + "20|B (1996)|01-Jan-1996||http://y|" + "|".join(genres) + "\n").encode("latin-1")
     )

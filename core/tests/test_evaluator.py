@@ -10,8 +10,8 @@ from recarena.base import Capabilities, Recommender, Task
 from recarena.data.filtering import to_implicit
 from recarena.data.splits import ratio_by_user
 from recarena.data.synthetic import synthetic
-from recarena.eval.evaluator import RankingEvaluator, SampledRankingEvaluator, parse_metric
 from recarena.errors import RecArenaError
+from recarena.eval.evaluator import RankingEvaluator, SampledRankingEvaluator, parse_metric
 
 
 class RandomScores(Recommender):

@@ -5,9 +5,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from recarena.data import splits
 from recarena.data.filtering import k_core
 from recarena.data.interactions import IdMap, Interactions
-from recarena.data import splits
 from recarena.errors import RecArenaError
 
 

@@ -18,7 +18,7 @@ import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -29,14 +29,11 @@ from recarena.data.interactions import Interactions
 from recarena.errors import NotFittedError, RecArenaError
 
 
-class Task(str, Enum):
+class Task(StrEnum):
     RATING = "rating"
     RANKING = "ranking"
     CTR = "ctr"
     SEQUENTIAL = "sequential"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True)

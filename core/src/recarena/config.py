@@ -146,7 +146,7 @@ def config_hash(cfg: dict[str, Any], with_seed: bool = False) -> str:
     keep = {k: v for k, v in cfg.items() if with_seed or k != "seed"}
     # where the run writes and how it shows progress do not change the result
     trainer = {k: v for k, v in (keep.get("trainer") or {}).items()
-               if k not in ("progress_bar", "checkpoint_dir", "logger", "wandb_mode", "wandb_project", "wandb_group")}
+               if k not in ("progress_bar", "run_dir", "logger", "wandb_mode", "wandb_project", "wandb_group")}
     keep["trainer"] = trainer
     blob = json.dumps(keep, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -20,7 +20,6 @@ from recarena.eval.evaluator import (
     RankingEvaluator,
     RatingEvaluator,
     SampledRankingEvaluator,
-    metric_mode,
     parse_metric,
 )
 

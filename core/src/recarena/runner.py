@@ -139,7 +139,7 @@ def train(
     run_dir = home() / "runs" / run_id
     trainer_cfg = dict(cfg["trainer"])
     trainer_cfg.setdefault("progress_bar", progress)
-    trainer_cfg["checkpoint_dir"] = str(run_dir / "checkpoints")
+    trainer_cfg["run_dir"] = str(run_dir)
     trainer_cfg.setdefault("wandb_group", sweep or proto["name"])
     monitor = make_monitor(prepared, task)
     record: dict[str, Any] = {

@@ -21,7 +21,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from recarena.base import Recommender, Task
 from recarena.data.filtering import to_implicit
@@ -32,14 +31,14 @@ from recarena.errors import NotFittedError
 KIT_TRAINER = {"progress_bar": False, "logger": "none", "accelerator": "cpu"}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _rating_data():
     data = synthetic(3000, n_users=120, n_items=80, seed=7)
     s = ratio_by_user(data, (0.8, 0.1, 0.1), seed=0)
     return s.train, s.valid, s.test
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _implicit_data():
     train, valid, test = _rating_data()
     return to_implicit(train), to_implicit(valid), to_implicit(test)

@@ -40,7 +40,7 @@ TRAINER_KEYS = {
     "wandb_group": None,
     "check_val_every_n_epoch": 1,
     "deterministic": False,
-    "checkpoint_dir": None,
+    "run_dir": None,  # checkpoints/ and logs/ go here (a temp dir when None)
     "max_time": None,  # "DD:HH:MM:SS"
 }
 
@@ -227,7 +227,8 @@ class TorchRecommender(Recommender):
         module = _Module(self, network, monitor)
 
         callbacks: list[L.Callback] = []
-        ckpt_dir = settings["checkpoint_dir"] or tempfile.mkdtemp(prefix="recarena-ckpt-")
+        run_dir = Path(settings["run_dir"] or tempfile.mkdtemp(prefix="recarena-run-"))
+        ckpt_dir = run_dir / "checkpoints"
         ckpt = None
         val_loader = None
         if monitor is not None:
@@ -242,7 +243,7 @@ class TorchRecommender(Recommender):
             callbacks.append(ckpt)
             # one dummy batch per validation pass: the evaluator does its own chunking
             val_loader = torch.utils.data.DataLoader([0], batch_size=None)
-        logger = self._make_logger(settings)
+        logger = self._make_logger(settings, run_dir / "logs")
         trainer = L.Trainer(
             max_epochs=int(self.epochs),
             accelerator=settings["accelerator"],
@@ -259,8 +260,8 @@ class TorchRecommender(Recommender):
             num_sanity_val_steps=0,
             check_val_every_n_epoch=int(settings["check_val_every_n_epoch"]),
             deterministic=settings["deterministic"],
-            default_root_dir=ckpt_dir,
-            log_every_n_steps=50,
+            default_root_dir=run_dir,
+            log_every_n_steps=max(1, min(50, len(data))),
         )
         self._trainer = trainer
         try:
@@ -273,12 +274,12 @@ class TorchRecommender(Recommender):
             self.history_ = list(monitor.history) if monitor is not None else []
             self.logger_run_ = getattr(logger, "_recarena_dir", None) if logger else None
         finally:
-            if logger is not None and hasattr(logger, "experiment") and settings["logger"] == "wandb":
-                pass
-            if not settings["checkpoint_dir"]:
-                import shutil
+            import shutil
 
-                shutil.rmtree(ckpt_dir, ignore_errors=True)
+            # the best weights live in the model now; the run keeps its logs
+            shutil.rmtree(ckpt_dir, ignore_errors=True)
+            if not settings["run_dir"]:
+                shutil.rmtree(run_dir, ignore_errors=True)
         self._last_logger = logger
         self.network_ = network.cpu().eval()
         del self._trainer
@@ -290,11 +291,11 @@ class TorchRecommender(Recommender):
         pick = max if monitor.mode == "max" else min
         return pick(monitor.history, key=lambda h: h[monitor.metric])["epoch"]
 
-    def _make_logger(self, settings):
+    def _make_logger(self, settings, root: Path):
         kind = settings["logger"]
         if kind in (None, "none", False):
             return False
-        root = settings.get("checkpoint_dir") or tempfile.gettempdir()
+        root.mkdir(parents=True, exist_ok=True)
         if kind == "csv":
             from lightning.pytorch.loggers import CSVLogger
 
@@ -303,18 +304,18 @@ class TorchRecommender(Recommender):
             mode = os.environ.get("WANDB_MODE") or settings["wandb_mode"]
             if mode == "disabled":
                 return False
+            os.environ.setdefault("WANDB_SILENT", "true")
             try:
-                from lightning.pytorch.loggers import WandbLogger
                 import wandb  # noqa: F401
+                from lightning.pytorch.loggers import WandbLogger
             except ImportError:
                 raise RecArenaError(
                     "trainer.logger=wandb but wandb is not installed: pip install wandb, "
                     "or set trainer.logger=csv / none."
                 ) from None
-            os.environ.setdefault("WANDB_SILENT", "true")
             return WandbLogger(
                 project=settings["wandb_project"], group=settings["wandb_group"], mode=mode,
-                save_dir=root, log_model=False,
+                save_dir=str(root), log_model=False,
             )
         raise RecArenaError(f"trainer.logger must be wandb, csv or none; got {kind!r}.")
 
@@ -328,7 +329,7 @@ class TorchRecommender(Recommender):
         if type(logger).__name__ == "WandbLogger":
             import wandb
 
-            wandb.finish(quiet=True)
+            wandb.finish()
 
     def _learned_state(self) -> dict[str, Any]:
         state = super()._learned_state()

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recarena.data.interactions import IdMap, Interactions
+from recarena.data.interactions import Interactions
 from recarena.data.io import read_table
-from recarena.errors import DataFileError, RecArenaError, UnknownNameError
+from recarena.errors import DataFileError, UnknownNameError
 
 ML100K_GENRES = [
     "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",

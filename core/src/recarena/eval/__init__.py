@@ -1,10 +1,10 @@
 """Vectorized evaluation: full-ranking top-N, rating and CTR metrics."""
 
 from recarena.eval.evaluator import (
+    CTREvaluator,
     RankingEvaluator,
     RatingEvaluator,
     SampledRankingEvaluator,
-    CTREvaluator,
     parse_metric,
 )
 from recarena.eval.metrics import (
