@@ -83,3 +83,22 @@ def test_unknown_trainer_setting_is_named(split):
 
     with pytest.raises(UnknownNameError, match="acelerator"):
         TinyMF(epochs=1).fit(split.train, trainer={"acelerator": "cpu"})
+
+
+def test_index_batches_shard_across_ranks_and_reshuffle(monkeypatch):
+    from recarena.torch_model import IndexBatches
+
+    t = {"x": torch.arange(103)}
+    seen = []
+    for rank in (0, 1):
+        monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+        monkeypatch.setattr(torch.distributed, "get_rank", lambda r=rank: r)
+        monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 2)
+        ds = IndexBatches(t, 10, seed=0)
+        epoch0 = [b["x"] for b in ds]
+        assert len(epoch0) == len(ds) == 6, "11 batches over 2 ranks: 6 steps each (one padded)"
+        seen.append(torch.cat(epoch0))
+        epoch1 = torch.cat([b["x"] for b in ds])
+        assert not torch.equal(epoch1, seen[-1][: len(epoch1)])  # a new order each epoch
+    both = torch.cat(seen)
+    assert set(both.tolist()) == set(range(103)), "the ranks together must cover every row"

@@ -75,9 +75,12 @@ class IndexBatches(torch.utils.data.IterableDataset):
         if torch.distributed.is_initialized():
             rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
         stop = self.n - (self.n % self.batch_size if self.drop_last else 0)
-        for b, s in enumerate(range(0, stop, self.batch_size)):
-            if b % world != rank:
-                continue
+        starts = list(range(0, stop, self.batch_size))
+        # every rank must run the same number of steps or DDP's collectives hang: pad by
+        # wrapping around to the first batches, as DistributedSampler does
+        per_rank = math.ceil(len(starts) / world)
+        for b in range(rank, per_rank * world, world):
+            s = starts[b % len(starts)]
             idx = perm[s : s + self.batch_size]
             if self.make_batch is not None:
                 yield self.make_batch(idx)

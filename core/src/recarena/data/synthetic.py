@@ -38,10 +38,11 @@ def synthetic(
     """
     rng = np.random.default_rng(seed)
     n = int(n_interactions)
+    # about 50 rows per user, and a catalogue that keeps the matrix sparse at every scale
     if n_users is None:
-        n_users = max(10, int(round((n / 20) ** 0.9)))
+        n_users = max(20, n // 50)
     if n_items is None:
-        n_items = max(10, int(round((n / 20) ** 0.75)))
+        n_items = max(50, int(4 * np.sqrt(n)))
     n_users, n_items = int(n_users), int(n_items)
     pu = _zipf_weights(n_users, activity_exponent, rng)
     pi = _zipf_weights(n_items, popularity_exponent, rng)
@@ -50,15 +51,22 @@ def synthetic(
     bu = rng.normal(0, 0.3, n_users).astype(np.float32)
     bi = rng.normal(0, 0.3, n_items).astype(np.float32)
     cu, ci = np.cumsum(pu), np.cumsum(pi)
-    # oversample so that about n distinct pairs remain after removing duplicates
-    target = int(n * 1.15) + 100
-    keys = []
-    for s in range(0, target, chunk):
-        m = min(chunk, target - s)
-        u = np.minimum(np.searchsorted(cu, rng.random(m)), n_users - 1)
-        i = np.minimum(np.searchsorted(ci, rng.random(m)), n_items - 1)
-        keys.append(u.astype(np.int64) * n_items + i)
-    key = np.unique(np.concatenate(keys))
+    if n > n_users * n_items // 2:
+        raise ValueError(f"{n} interactions do not fit sparsely in {n_users} x {n_items}")
+    # draw until n distinct (user, item) pairs exist: popular pairs repeat, so oversample
+    key = np.zeros(0, np.int64)
+    for _ in range(50):
+        missing = n - len(key)
+        if missing <= 0:
+            break
+        want = int(missing * 1.3) + 100
+        parts = [key]
+        for s in range(0, want, chunk):  # chunks bound the float temporaries
+            m = min(chunk, want - s)
+            u = np.minimum(np.searchsorted(cu, rng.random(m)), n_users - 1)
+            i = np.minimum(np.searchsorted(ci, rng.random(m)), n_items - 1)
+            parts.append(u.astype(np.int64) * n_items + i)
+        key = np.unique(np.concatenate(parts))
     if len(key) > n:
         key = np.sort(rng.choice(key, n, replace=False))
     user, item = key // n_items, key % n_items
