@@ -25,7 +25,7 @@ from recarena.eval.evaluator import (
 
 PROTOCOL_KEYS = {
     "name", "version", "description", "dataset", "task", "filter", "split", "metrics", "select",
-    "anchors", "trainer", "models", "eval", "notes",
+    "anchors", "trainer", "models", "eval", "notes", "refit",
 }
 SPLIT_METHODS = {"ratio_by_user", "global_random", "leave_one_out", "global_temporal", "user_holdout", "predefined", "ncf_files"}
 

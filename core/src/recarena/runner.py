@@ -151,9 +151,17 @@ def train(
         with PeakMemory() as mem:
             tf = time.perf_counter()
             estimator.fit(s.train, s.valid, seed=cfg["seed"], monitor=monitor, trainer=trainer_cfg)
+            valid_metrics = prepared.evaluator("valid").evaluate(estimator) if monitor else {}
+            history = getattr(estimator, "history_", None)
+            if proto.get("refit") and monitor and getattr(estimator, "best_epoch_", None) is not None:
+                # model selection is done: train again on train + valid for the chosen number
+                # of epochs (GridSearchCV's refit), so no labelled row is left unused
+                best = estimator.best_epoch_
+                estimator = cls(**cfg["params"]).set_params(epochs=best + 1)
+                estimator.fit(s.train.concat(s.valid), None, seed=cfg["seed"], trainer=trainer_cfg)
+                estimator.best_epoch_ = best
             fit_s = time.perf_counter() - tf
         te = time.perf_counter()
-        valid_metrics = prepared.evaluator("valid").evaluate(estimator) if monitor else {}
         test_metrics = prepared.evaluator("test").evaluate(estimator)
         eval_s = time.perf_counter() - te
         if hasattr(estimator, "log_final"):
@@ -169,7 +177,7 @@ def train(
     record.update(
         status="ok", fit_seconds=fit_s, eval_seconds=eval_s, peak_memory_mb=mem.peak_mb,
         valid_metrics=valid_metrics, test_metrics=test_metrics, artifact_path=str(artifact),
-        history=getattr(estimator, "history_", None), finished_at=time.time(),
+        history=history, finished_at=time.time(),
     )
     store.record(record)
     summary = {

@@ -9,9 +9,11 @@ seeding, a progress bar and loggers (wandb offline by default).
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,17 @@ TRAINER_KEYS = {
     "run_dir": None,  # checkpoints/ and logs/ go here (a temp dir when None)
     "max_time": None,  # "DD:HH:MM:SS"
 }
+
+
+def _quiet_lightning() -> None:
+    """Keep Lightning's start-up chatter (GPU/TPU availability, tips) and warnings that do
+    not apply to whole-batch feeding out of a run's output."""
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero",
+                 "lightning.pytorch.accelerators.cuda"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for msg in (r".*IterableDataset. has .__len__. defined.*", r".*LeafSpec.*", r".*does not have many workers.*",
+                r".*smaller than the logging interval.*", r".*defined a .validation_step. but have no .val_dataloader.*"):
+        warnings.filterwarnings("ignore", message=msg)
 
 
 class IndexBatches(torch.utils.data.IterableDataset):
@@ -222,6 +235,7 @@ class TorchRecommender(Recommender):
             from recarena.errors import UnknownNameError
 
             raise UnknownNameError("trainer setting", sorted(unknown)[0], TRAINER_KEYS)
+        _quiet_lightning()
         network = self.build_network(train)
         self.network_ = network
         tensors = self.training_tensors(train)

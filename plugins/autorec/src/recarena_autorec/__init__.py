@@ -1,0 +1,81 @@
+"""AutoRec (Sedhain et al., WWW 2015). I-AutoRec (default) encodes each item's column of
+observed ratings over users, h = sigmoid(V r + mu), r' = W h + b, and is trained on the
+observed entries only with L2 on W and V; U-AutoRec (``item_based=False``) swaps the roles.
+Users or items with no training ratings are predicted as the training mean."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from recarena import Capabilities, Task
+from recarena.torch_model import TorchRecommender
+
+
+class _Net(nn.Module):
+    def __init__(self, n_in: int, hidden: int, R: torch.Tensor, M: torch.Tensor, mu: float, known: torch.Tensor):
+        super().__init__()
+        self.enc = nn.Linear(n_in, hidden)
+        self.dec = nn.Linear(hidden, n_in)
+        # the training matrix (rows = the encoded entity) and its observed mask travel
+        # with the network, so a saved model predicts without the training data
+        self.register_buffer("R", R)
+        self.register_buffer("M", M)
+        self.register_buffer("known_cols", known)
+        self.register_buffer("mu", torch.tensor(float(mu)))
+
+    def forward(self, rows: torch.Tensor) -> torch.Tensor:
+        """rows: int64 [B] -> reconstructed ratings float32 [B, n_in]"""
+        return self.dec(torch.sigmoid(self.enc(self.R[rows])))
+
+
+class AutoRec(TorchRecommender):
+    capabilities = Capabilities(tasks={Task.RATING})
+
+    def __init__(self, hidden: int = 500, lr: float = 0.001, reg: float = 1.0, epochs: int = 300,
+                 batch_size: int = 64, item_based: bool = True):
+        self.hidden = hidden
+        self.lr = lr
+        self.reg = reg
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.item_based = item_based
+
+    def _axes(self, users, items):
+        return (items, users) if self.item_based else (users, items)
+
+    def build_network(self, train):
+        n_rows, n_cols = (train.n_items, train.n_users) if self.item_based else (train.n_users, train.n_items)
+        rows, cols = self._axes(torch.from_numpy(train.user), torch.from_numpy(train.item))
+        R = torch.zeros(n_rows, n_cols)
+        R[rows, cols] = torch.from_numpy(train.rating)
+        M = torch.zeros(n_rows, n_cols)
+        M[rows, cols] = 1.0
+        known = torch.zeros(n_rows + n_cols, dtype=torch.bool)
+        known[rows] = True
+        known[n_rows + cols] = True
+        self.n_rows_ = n_rows
+        return _Net(n_cols, int(self.hidden), R, M, float(train.rating.mean()), known)
+
+    def training_tensors(self, train):
+        return {"row": torch.arange(self.n_rows_)}
+
+    def loss(self, net, batch):
+        rows = batch["row"]
+        out = net(rows)
+        err = ((out - net.R[rows]) * net.M[rows]).pow(2).sum()
+        reg = self.reg / 2 * (net.enc.weight.pow(2).sum() + net.dec.weight.pow(2).sum())
+        # the paper's objective sums over all rows; scale the batch to it so reg keeps its weight
+        return (err * (self.n_rows_ / len(rows)) + reg) / net.M.sum()
+
+    def predict_pairs(self, net, users, items):
+        rows, cols = self._axes(users, items)
+        uniq, inv = torch.unique(rows, return_inverse=True)
+        out = torch.empty(len(rows), device=rows.device)
+        chunk = max(1, (1 << 24) // net.R.shape[1])
+        for s in range(0, len(uniq), chunk):  # one decoder pass per distinct row
+            sel = (inv >= s) & (inv < s + chunk)
+            rec = net(uniq[s : s + chunk])
+            out[sel] = rec[inv[sel] - s, cols[sel]]
+        known = net.known_cols[rows] & net.known_cols[net.R.shape[0] + cols]
+        return torch.where(known, out, net.mu)

@@ -1,0 +1,40 @@
+"""EASE: B = argmin ||X - XB||^2 + lambda ||B||^2 with diag(B) = 0, in closed form:
+P = (X^T X + lambda I)^-1, B = -P / diag(P), diag(B) = 0 (Steck, WWW 2019)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from recarena import Capabilities, Recommender, Task
+
+
+class EASE(Recommender):
+    """``reg``: the L2 weight lambda (RecBole's ml-1m benchmark uses 1000)."""
+
+    capabilities = Capabilities(tasks={Task.RANKING}, embeddings=True)
+
+    def __init__(self, reg: float = 1000.0, dtype: str = "float64"):
+        self.reg = reg
+        self.dtype = dtype
+
+    def _fit(self, train, valid, monitor):
+        X = train.csr()
+        X.data[:] = 1.0  # implicit: presence only
+        dt = torch.float64 if self.dtype == "float64" else torch.float32
+        G = torch.from_numpy((X.T @ X).toarray()).to(dt)
+        G.diagonal().add_(float(self.reg))
+        P = torch.linalg.inv(G)
+        B = -P / P.diagonal().unsqueeze(0)
+        B.fill_diagonal_(0.0)
+        self.B_ = B.float()  # [n_items, n_items]
+        self.X_ = X.astype(np.float32)  # [n_users, n_items] CSR, the users' histories
+
+    def _score(self, users: torch.Tensor) -> torch.Tensor:
+        rows = self.X_[users.cpu().numpy()]
+        return torch.from_numpy(rows @ self.B_.numpy()) if rows.nnz else torch.zeros(len(users), self.B_.shape[0])
+
+    def _embeddings(self):
+        # the item-item weights, compressed to 64 dimensions by SVD, place similar items together
+        u, s, _ = torch.linalg.svd(self.B_)
+        return {"item": (u[:, :64] * s[:64]).numpy()}

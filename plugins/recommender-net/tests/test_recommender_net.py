@@ -1,0 +1,7 @@
+from recarena.testing import parametrize_with_checks
+from recarena_recommender_net import RecommenderNet
+
+
+@parametrize_with_checks([RecommenderNet(dim=8, hidden=(16,), epochs=4)])
+def test_conformance(model, check):
+    check(model)
