@@ -353,6 +353,30 @@ class TorchRecommender(Recommender):
         state.pop("_last_logger", None)
         return state
 
+    def onnx_score_users(self, network: nn.Module, users: torch.Tensor, exclude: torch.Tensor) -> torch.Tensor:
+        """What the recommend graph scores with (default ``score_users``); ``exclude`` holds
+        each user's training items, padded with -1, for models that score from history."""
+        return self.score_users(network, users)
+
+    def onnx_predict_pairs(self, network: nn.Module, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """What the predict graph computes (default ``predict_pairs``), for plugins whose
+        ``predict_pairs`` uses operations that do not trace."""
+        return self.predict_pairs(network, users, items)
+
+    def _export_onnx(self, path: Path, k: int) -> dict[str, Any]:
+        from recarena import onnx_export as ox
+        from recarena.base import Task
+
+        net = self.network_.cpu().eval()
+        graphs = []
+        caps = self.capabilities
+        if caps.supports(Task.RANKING) or caps.supports(Task.SEQUENTIAL):
+            graphs.append(ox.export_recommend(lambda u, ex: self.onnx_score_users(net, u, ex), net, self.n_items_, k, path / "recommend.onnx"))
+        if caps.supports(Task.RATING) or caps.supports(Task.CTR):
+            clip = self.rating_scale_ if caps.supports(Task.RATING) else None
+            graphs.append(ox.export_predict(lambda u, i: self.onnx_predict_pairs(net, u, i), net, clip, path / "predict.onnx"))
+        return ox.manifest(graphs)
+
     def _embeddings(self) -> dict[str, np.ndarray]:
         out = {}
         for name, attr in (("user", "user_emb"), ("item", "item_emb")):

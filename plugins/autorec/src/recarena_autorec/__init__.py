@@ -30,7 +30,7 @@ class _Net(nn.Module):
 
 
 class AutoRec(TorchRecommender):
-    capabilities = Capabilities(tasks={Task.RATING})
+    capabilities = Capabilities(tasks={Task.RATING}, onnx=True)
 
     def __init__(self, hidden: int = 500, lr: float = 0.001, reg: float = 1.0, epochs: int = 300,
                  batch_size: int = 64, item_based: bool = True):
@@ -77,5 +77,12 @@ class AutoRec(TorchRecommender):
             sel = (inv >= s) & (inv < s + chunk)
             rec = net(uniq[s : s + chunk])
             out[sel] = rec[inv[sel] - s, cols[sel]]
+        known = net.known_cols[rows] & net.known_cols[net.R.shape[0] + cols]
+        return torch.where(known, out, net.mu)
+
+    def onnx_predict_pairs(self, net, users, items):
+        # the graph decodes one row per pair (no torch.unique, which does not export)
+        rows, cols = self._axes(users, items)
+        out = net(rows).gather(1, cols.view(-1, 1)).view(-1)
         known = net.known_cols[rows] & net.known_cols[net.R.shape[0] + cols]
         return torch.where(known, out, net.mu)

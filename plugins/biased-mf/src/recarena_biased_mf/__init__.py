@@ -40,7 +40,7 @@ class _Net(nn.Module):
 class BiasedMF(TorchRecommender):
     """Biased MF. ``dim`` factors; ``reg`` L2 weight on the batch's factors and biases."""
 
-    capabilities = Capabilities(tasks={Task.RATING, Task.RANKING}, embeddings=True)
+    capabilities = Capabilities(tasks={Task.RATING, Task.RANKING}, embeddings=True, onnx=True)
 
     def __init__(
         self,

@@ -22,7 +22,7 @@ class _Net(nn.Module):
 class BPR(TorchRecommender):
     """``reg``: L2 on the batch's embeddings; ``n_neg`` negatives per positive."""
 
-    capabilities = Capabilities(tasks={Task.RANKING}, embeddings=True)
+    capabilities = Capabilities(tasks={Task.RANKING}, embeddings=True, onnx=True)
 
     def __init__(
         self,

@@ -12,7 +12,7 @@ from recarena import Capabilities, Recommender, Task
 class EASE(Recommender):
     """``reg``: the L2 weight lambda (RecBole's ml-1m benchmark uses 1000)."""
 
-    capabilities = Capabilities(tasks={Task.RANKING}, embeddings=True)
+    capabilities = Capabilities(tasks={Task.RANKING}, embeddings=True, onnx=True)
 
     def __init__(self, reg: float = 1000.0, dtype: str = "float64"):
         self.reg = reg
@@ -38,3 +38,19 @@ class EASE(Recommender):
         # the item-item weights, compressed to 64 dimensions by SVD, place similar items together
         u, s, _ = torch.linalg.svd(self.B_)
         return {"item": (u[:, :64] * s[:64]).numpy()}
+
+    def _export_onnx(self, path, k):
+        from recarena import onnx_export as ox
+
+        # EASE scores from the user's history, which is exactly the exclude list: the
+        # graph sums the weight rows of the items the user has (padding hits a zero row)
+        n = self.B_.shape[0]
+        B_pad = torch.cat([self.B_, torch.zeros(1, n)])
+        holder = torch.nn.Module()
+        holder.register_buffer("B", B_pad)
+
+        def score(user, exclude):
+            idx = torch.where(exclude < 0, torch.full_like(exclude, n), exclude)
+            return holder.B[idx].sum(1)
+
+        return ox.manifest([ox.export_recommend(score, holder, n, k, path / "recommend.onnx")])

@@ -24,7 +24,7 @@ class _Net(nn.Module):
 
 
 class MF(TorchRecommender):
-    capabilities = Capabilities(tasks={Task.RATING}, embeddings=True)
+    capabilities = Capabilities(tasks={Task.RATING}, embeddings=True, onnx=True)
 
     def __init__(self, dim: int = 64, lr: float = 0.001, reg: float = 0.1, epochs: int = 100,
                  batch_size: int = 256, init_std: float = 0.01):

@@ -33,7 +33,7 @@ class _Net(nn.Module):
 
 
 class RecommenderNet(TorchRecommender):
-    capabilities = Capabilities(tasks={Task.RATING}, embeddings=True)
+    capabilities = Capabilities(tasks={Task.RATING}, embeddings=True, onnx=True)
 
     def __init__(self, dim: int = 32, hidden: tuple = (64, 32), dropout: float = 0.2, lr: float = 0.001,
                  weight_decay: float = 0.0, reg: float = 0.01, epochs: int = 100, batch_size: int = 256):
