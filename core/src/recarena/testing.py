@@ -44,16 +44,21 @@ def _implicit_data():
     return to_implicit(train), to_implicit(valid), to_implicit(test)
 
 
-def _fit(model: Recommender, kind: str = "auto", seed: int = 0) -> Recommender:
-    m = copy.deepcopy(model)
-    caps = m.capabilities
+def _train_data(model: Recommender, kind: str = "auto"):
+    """The kit's training data for ``model``: ratings for rating models, 0/1 labels for
+    CTR-only models, implicit rows for rankers (or when ``kind='implicit'``)."""
+    caps = model.capabilities
     explicit = kind == "explicit" or (kind == "auto" and (caps.supports(Task.RATING) or caps.supports(Task.CTR)))
-    train, valid, _ = _rating_data() if explicit else _implicit_data()
+    train = _rating_data()[0] if explicit else _implicit_data()[0]
     if caps.supports(Task.CTR) and not caps.supports(Task.RATING) and explicit:
         from recarena.data.filtering import binarize
 
         train = binarize(train, 4)
-    return m.fit(train, None, seed=seed, trainer=KIT_TRAINER)
+    return train
+
+
+def _fit(model: Recommender, kind: str = "auto", seed: int = 0) -> Recommender:
+    return copy.deepcopy(model).fit(_train_data(model, kind), None, seed=seed, trainer=KIT_TRAINER)
 
 
 def _users(m):
@@ -88,8 +93,7 @@ def check_init_stores_params(model: Recommender):
 
 def check_fit_returns_self(model: Recommender):
     m = copy.deepcopy(model)
-    train = _rating_data()[0] if (m.capabilities.supports(Task.RATING)) else _implicit_data()[0]
-    assert m.fit(train, seed=0, trainer=KIT_TRAINER) is m
+    assert m.fit(_train_data(m), seed=0, trainer=KIT_TRAINER) is m
 
 
 def check_unfitted_raises(model: Recommender):

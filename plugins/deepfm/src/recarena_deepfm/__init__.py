@@ -1,0 +1,59 @@
+"""DeepFM (Guo et al. 2017): an FM and an MLP over the same field embeddings; the logit is
+their sum."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from recarena import Capabilities, Task
+from recarena.ctr import CTRRecommender
+
+
+class _Net(nn.Module):
+    def __init__(self, n_features: int, n_fields: int, dim: int, hidden, dropout: float):
+        super().__init__()
+        self.w0 = nn.Parameter(torch.zeros(()))
+        self.w = nn.Embedding(n_features, 1, padding_idx=0)
+        self.v = nn.Embedding(n_features, dim, padding_idx=0)
+        nn.init.zeros_(self.w.weight)
+        nn.init.normal_(self.v.weight, std=0.01)
+        with torch.no_grad():
+            self.v.weight[0].zero_()
+        layers, width = [], n_fields * dim
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.BatchNorm1d(h), nn.ReLU(), nn.Dropout(dropout)]
+            width = h
+        layers.append(nn.Linear(width, 1))
+        self.mlp = nn.Sequential(*layers)
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        """feats: int64 [B, F] -> logits float32 [B]"""
+        v = self.v(feats)  # [B, F, d]
+        fm = self.w0 + self.w(feats).squeeze(-1).sum(1) + 0.5 * (v.sum(1).pow(2) - v.pow(2).sum(1)).sum(1)
+        return fm + self.mlp(v.flatten(1)).squeeze(-1)
+
+
+class DeepFM(CTRRecommender):
+    capabilities = Capabilities(tasks={Task.CTR}, side_features=True, embeddings=True, onnx=True)
+
+    def __init__(self, dim: int = 16, hidden: tuple = (128, 128, 128), dropout: float = 0.2, lr: float = 0.001,
+                 weight_decay: float = 0.0, epochs: int = 50, batch_size: int = 2048, use_side: bool = True):
+        self.dim = dim
+        self.hidden = hidden
+        self.dropout = dropout
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.use_side = use_side
+
+    def build_ctr_network(self, fields, train):
+        return _Net(fields.n_features, fields.n_fields, int(self.dim), list(self.hidden), float(self.dropout))
+
+    def logits(self, net, feats):
+        return net(feats)
+
+    def _embeddings(self):
+        v = self.network_.v.weight.detach()
+        return {"user": v[self.network_.user_fields[:, 0]].numpy(), "item": v[self.network_.item_fields[:, 0]].numpy()}
