@@ -100,6 +100,12 @@ class Recommender:
     #: rows per chunk in predict/recommend so memory stays bounded on large catalogues
     score_batch_elements: ClassVar[int] = 1 << 24
 
+    @property
+    def score_memory_factor(self) -> int:
+        """Floats held per (user, item) pair while scoring; 1 for a dot product. Models that
+        build per-pair activations (NCF's MLP) return more, and evaluation chunks shrink."""
+        return 1
+
     # ---- parameters (scikit-learn conventions) ----------------------------------------
     @classmethod
     def _param_names(cls) -> list[str]:
@@ -248,7 +254,7 @@ class Recommender:
             raise ValueError(f"k must be >= 1, got {k}")
         u = self._check_ids(users, self.n_users_, "user")
         kk = min(k, self.n_items_)
-        chunk = max(1, self.score_batch_elements // max(1, self.n_items_))
+        chunk = max(1, self.score_batch_elements // max(1, self.n_items_ * self.score_memory_factor))
         items_out, scores_out = [], []
         for s in range(0, len(u), chunk):
             uc = u[s : s + chunk]

@@ -89,6 +89,7 @@ class RankingEvaluator:
         n_rel = np.diff(self.t_indptr)
         self.users = np.flatnonzero(n_rel > 0).astype(np.int64)
         self.n_rel = torch.from_numpy(n_rel[self.users])
+        self.memory_budget = memory_budget
         self.chunk = max(1, memory_budget // (4 * max(1, self.n_items)))
         self.popularity = (
             item_popularity
@@ -97,7 +98,9 @@ class RankingEvaluator:
         )
         self._chunks = None
 
-    def _prepare(self):
+    def _prepare(self, chunk: int | None = None):
+        if chunk is not None:
+            self.chunk = chunk
         # Index pairs for masking and hits depend only on the data, so they are built once
         # and reused every epoch.
         chunks = []
@@ -110,8 +113,9 @@ class RankingEvaluator:
 
     @torch.no_grad()
     def evaluate(self, model: Recommender) -> dict[str, float]:
-        if self._chunks is None:
-            self._prepare()
+        chunk = max(1, self.memory_budget // (4 * max(1, self.n_items) * max(1, int(model.score_memory_factor))))
+        if self._chunks is None or chunk != self.chunk:
+            self._prepare(chunk)
         if model.n_items_ != self.n_items:
             raise RecArenaError(f"model has {model.n_items_} items, evaluation data {self.n_items}")
         device = model.device
