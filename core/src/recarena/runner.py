@@ -153,11 +153,14 @@ def train(
             estimator.fit(s.train, s.valid, seed=cfg["seed"], monitor=monitor, trainer=trainer_cfg)
             valid_metrics = prepared.evaluator("valid").evaluate(estimator) if monitor else {}
             history = getattr(estimator, "history_", None)
-            if proto.get("refit") and monitor and getattr(estimator, "best_epoch_", None) is not None:
-                # model selection is done: train again on train + valid for the chosen number
-                # of epochs (GridSearchCV's refit), so no labelled row is left unused
-                best = estimator.best_epoch_
-                estimator = cls(**cfg["params"]).set_params(epochs=best + 1)
+            if proto.get("refit") and s.valid is not None and len(s.valid):
+                # model selection is done: train again on train + valid (GridSearchCV's refit;
+                # torch models for the chosen number of epochs), so no labelled row is left
+                # unused and sequence models see the validation item before the test one
+                best = getattr(estimator, "best_epoch_", None)
+                estimator = cls(**cfg["params"])
+                if best is not None:
+                    estimator.set_params(epochs=best + 1)
                 estimator.fit(s.train.concat(s.valid), None, seed=cfg["seed"], trainer=trainer_cfg)
                 estimator.best_epoch_ = best
             fit_s = time.perf_counter() - tf
