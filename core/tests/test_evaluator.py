@@ -65,7 +65,7 @@ def test_matches_reference(budget):
 
 
 def test_beyond_accuracy_metrics():
-    data = to_implicit(synthetic(3000, n_users=60, n_items=40, seed=3))
+    data = to_implicit(synthetic(1500, n_users=60, n_items=40, seed=3))
     s = ratio_by_user(data, (0.8, 0.1, 0.1), seed=1)
     m = RandomScores().fit(s.train)
     got = RankingEvaluator(s.test, [s.train], ["coverage@5", "gini@5", "avgpop@5", "ndcg@5"]).evaluate(m)

@@ -38,7 +38,7 @@ class TinyMF(TorchRecommender):
 
 @pytest.fixture(scope="module")
 def split():
-    return ratio_by_user(synthetic(6000, n_users=150, n_items=100, seed=1), (0.8, 0.1, 0.1), seed=0)
+    return ratio_by_user(synthetic(6000, n_users=300, n_items=300, seed=1), (0.8, 0.1, 0.1), seed=0)
 
 
 QUIET = {"progress_bar": False, "logger": "none"}

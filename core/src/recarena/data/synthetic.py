@@ -51,9 +51,10 @@ def synthetic(
     bu = rng.normal(0, 0.3, n_users).astype(np.float32)
     bi = rng.normal(0, 0.3, n_items).astype(np.float32)
     cu, ci = np.cumsum(pu), np.cumsum(pi)
-    if n > n_users * n_items // 2:
-        raise ValueError(f"{n} interactions do not fit sparsely in {n_users} x {n_items}")
+    if n > n_users * n_items:
+        raise ValueError(f"{n} interactions do not fit in {n_users} x {n_items}")
     # draw until n distinct (user, item) pairs exist: popular pairs repeat, so oversample
+    # (a nearly full matrix may end a little short after the last round)
     key = np.zeros(0, np.int64)
     for _ in range(50):
         missing = n - len(key)
