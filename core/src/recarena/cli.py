@@ -137,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     from recarena.errors import RecArenaError
 
     os.environ.setdefault("WANDB_MODE", "offline")
+    # our own warnings (sampled evaluation, ...) read as one line, without source excerpts
+    warnings.formatwarning = lambda msg, cat, *a, **k: f"recarena: {cat.__name__}: {msg}\n"
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     a = _parser().parse_args(argv)
     try:
