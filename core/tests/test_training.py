@@ -102,3 +102,22 @@ def test_index_batches_shard_across_ranks_and_reshuffle(monkeypatch):
         assert not torch.equal(epoch1, seen[-1][: len(epoch1)])  # a new order each epoch
     both = torch.cat(seen)
     assert set(both.tolist()) == set(range(103)), "the ranks together must cover every row"
+
+
+def test_raw_ids_both_ways_survive_save_and_load(tmp_path):
+    import pandas as pd
+
+    from recarena.base import Recommender
+    from recarena.data.interactions import Interactions
+    from recarena.errors import RecArenaError
+
+    df = pd.DataFrame({"user": ["ann", "bob", "ann", "cy"], "item": [30, 10, 20, 30], "rating": [5.0, 3.0, 4.0, 2.0]})
+    data = Interactions.from_frame(df, timestamp=None)
+    data.rating_scale = (1.0, 5.0)
+    m = TinyMF(epochs=2).fit(data, trainer=QUIET)
+    loaded = Recommender.load(m.save(tmp_path / "m.pt"))
+    pred = loaded.predict_raw(["bob", "cy"], [30, 10])
+    want = m.predict(data.users.to_internal(["bob", "cy"]), data.items.to_internal([30, 10]))
+    np.testing.assert_array_equal(pred, want)
+    with pytest.raises(RecArenaError, match="Unknown raw id"):
+        loaded.predict_raw(["dan"], [30])

@@ -173,6 +173,9 @@ class Recommender:
         self.rating_scale_ = train.rating_scale
         indptr, indices = train.user_item_sets()
         self.seen_indptr_, self.seen_indices_ = indptr, indices
+        # the raw <-> internal id maps travel with the model, so a loaded artifact answers
+        # raw ids (recommend_raw) without the dataset
+        self.user_ids_, self.item_ids_ = train.users, train.items
         self.seed_ = seed
         self.trainer_settings_ = dict(trainer or {})
         try:
@@ -269,6 +272,20 @@ class Recommender:
         if not items_out:
             return np.zeros((0, kk), np.int64), np.zeros((0, kk), np.float32)
         return torch.cat(items_out).numpy(), torch.cat(scores_out).numpy()
+
+    def recommend_raw(self, raw_users, k: int = 10, exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`recommend` in the dataset's own ids: raw user ids ``[B]`` -> raw item ids
+        ``[B, k']`` (object/int as in the data; padding is None) and float32 scores."""
+        self._check_fitted()
+        items, scores = self.recommend(self.user_ids_.to_internal(raw_users), k, exclude_seen)
+        raw = self.item_ids_.to_raw(np.where(items < 0, 0, items)).astype(object)
+        raw[items < 0] = None
+        return raw, scores
+
+    def predict_raw(self, raw_users, raw_items) -> np.ndarray:
+        """:meth:`predict` for raw user and item ids."""
+        self._check_fitted()
+        return self.predict(self.user_ids_.to_internal(raw_users), self.item_ids_.to_internal(raw_items))
 
     # ---- embeddings / export ---------------------------------------------------------------
     def embeddings(self) -> dict[str, np.ndarray]:

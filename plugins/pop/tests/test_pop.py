@@ -19,3 +19,16 @@ def test_ranks_by_interaction_count():
     items, _ = m.recommend([0], k=5, exclude_seen=False)
     counts = data.item_counts()
     assert list(items[0]) == list(np.argsort(-counts, kind="stable")[:5])
+
+
+def test_recommend_raw_maps_ids_both_ways():
+    import pandas as pd
+
+    from recarena.data.interactions import Interactions
+
+    df = pd.DataFrame({"user": ["ann", "bob", "bob", "cy", "cy"], "item": ["x", "y", "x", "x", "z"]})
+    m = Pop().fit(Interactions.from_frame(df, rating=None, timestamp=None))
+    items, scores = m.recommend_raw(["ann", "cy"], k=3)
+    assert items[0].tolist() == ["y", "z", None]  # ann saw x; y and z tie on count, lower id first
+    assert items[1].tolist() == ["y", None, None]
+    assert np.isneginf(scores[1, 1:]).all()
