@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -280,7 +281,6 @@ class TorchRecommender(Recommender):
             default_root_dir=run_dir,
             log_every_n_steps=max(1, min(50, len(data))),
         )
-        self._trainer = trainer
         try:
             trainer.fit(module, loader, val_loader)
             if ckpt is not None and ckpt.best_model_path and Path(ckpt.best_model_path).exists():
@@ -289,17 +289,13 @@ class TorchRecommender(Recommender):
                 self.best_epoch_ = self._best_epoch(monitor)
             self.epochs_trained_ = trainer.current_epoch
             self.history_ = list(monitor.history) if monitor is not None else []
-            self.logger_run_ = getattr(logger, "_recarena_dir", None) if logger else None
         finally:
-            import shutil
-
             # the best weights live in the model now; the run keeps its logs
             shutil.rmtree(ckpt_dir, ignore_errors=True)
             if not settings["run_dir"]:
                 shutil.rmtree(run_dir, ignore_errors=True)
         self._last_logger = logger
         self.network_ = network.cpu().eval()
-        del self._trainer
 
     @staticmethod
     def _best_epoch(monitor):
@@ -347,11 +343,6 @@ class TorchRecommender(Recommender):
             import wandb
 
             wandb.finish()
-
-    def _learned_state(self) -> dict[str, Any]:
-        state = super()._learned_state()
-        state.pop("_last_logger", None)
-        return state
 
     def onnx_score_users(self, network: nn.Module, users: torch.Tensor, exclude: torch.Tensor) -> torch.Tensor:
         """What the recommend graph scores with (default ``score_users``); ``exclude`` holds
