@@ -106,3 +106,37 @@ def manifest(graphs: list[dict]) -> dict:
     import onnx
 
     return {"opset": OPSET, "onnx": onnx.__version__, "torch": torch.__version__, "graphs": graphs}
+
+
+def parity(model, folder: Path, graphs: list[dict], batch_sizes=(1, 7, 256), seed: int = 0) -> dict[str, float]:
+    """Largest |onnxruntime - plugin| of each graph over random users at ``batch_sizes``.
+
+    For recommend graphs the scores are compared position by position, and a returned id
+    that differs where the plugin's scores are not tied counts as an infinite difference.
+    """
+    import onnxruntime as ort
+
+    rng = np.random.default_rng(seed)
+    worst: dict[str, float] = {}
+    for graph in graphs:
+        sess = ort.InferenceSession(str(Path(folder) / graph["file"]), providers=["CPUExecutionProvider"])
+        diff = 0.0
+        for bs in batch_sizes:
+            users = rng.integers(0, model.n_users_, bs)
+            if graph["kind"] == "recommend":
+                items, scores = sess.run(["items", "scores"], {"user": users, "exclude": seen_padded(model, users)})
+                want_items, want_scores = model.recommend(users, k=graph["k"])
+                finite = np.isfinite(want_scores)
+                if not np.array_equal(finite, np.isfinite(scores)):
+                    return {**worst, graph["file"]: float("inf")}
+                diff = max(diff, float(np.abs(scores[finite] - want_scores[finite]).max(initial=0.0)))
+                gaps = np.diff(want_scores, axis=1, prepend=np.inf, append=-np.inf)
+                clear = finite & (np.abs(gaps[:, :-1]) > 1e-4) & (np.abs(gaps[:, 1:]) > 1e-4)
+                if not np.array_equal(items[clear], want_items[clear]):
+                    diff = float("inf")
+            else:
+                items = rng.integers(0, model.n_items_, bs)
+                (score,) = sess.run(["score"], {"user": users, "item": items})
+                diff = max(diff, float(np.abs(score - model.predict(users, items)).max(initial=0.0)))
+        worst[graph["file"]] = diff
+    return worst
