@@ -54,6 +54,10 @@ def _ids(idmap) -> list:
 
 def export_run(run: dict, out: Path, k: int = 10, tolerance: float = TOLERANCE) -> Path:
     model = Recommender.load(run["artifact_path"])
+    if getattr(model, "user_ids_", None) is None:
+        raise RecArenaError(
+            f"Run {run['run_id']} was saved by a RecArena without id maps in its artifacts; train it again to export it."
+        )
     final = out / run["run_id"]
     out.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{run['run_id']}-", dir=out))
