@@ -158,6 +158,8 @@ def train(
                 # torch models for the chosen number of epochs), so no labelled row is left
                 # unused and sequence models see the validation item before the test one
                 best = getattr(estimator, "best_epoch_", None)
+                if hasattr(estimator, "log_final"):  # close the selection run's logger first
+                    estimator.log_final({f"best_{k}": v for k, v in valid_metrics.items()}, prefix="valid")
                 estimator = cls(**cfg["params"])
                 if best is not None:
                     estimator.set_params(epochs=best + 1)
