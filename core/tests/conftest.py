@@ -1,12 +1,3 @@
-import os
+from recarena.testing import isolated_home_fixture
 
-import pytest
-
-
-@pytest.fixture(autouse=True)
-def _isolated_home(tmp_path, monkeypatch):
-    """Every test writes under its own RECARENA_HOME and never downloads."""
-    monkeypatch.setenv("RECARENA_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("RECARENA_OFFLINE", "1")
-    monkeypatch.setenv("WANDB_MODE", os.environ.get("RECARENA_TEST_WANDB", "disabled"))
-    yield
+isolated_home = isolated_home_fixture()

@@ -16,6 +16,13 @@ from recarena.errors import RecArenaError
 from recarena.torch_model import TorchRecommender
 
 
+def fm_logit(w0: torch.Tensor, w: nn.Embedding, v: nn.Embedding, feats: torch.Tensor) -> torch.Tensor:
+    """FM over feature ids ``feats [B, F]``: w0 + sum w_f + 1/2 sum_d ((sum_f v_fd)^2 - sum_f v_fd^2),
+    the O(k n) form; returns float32 ``[B]``. Padding id 0 has zero weight and embedding."""
+    e = v(feats)  # [B, F, d]
+    return w0 + w(feats).squeeze(-1).sum(1) + 0.5 * (e.sum(1).pow(2) - e.pow(2).sum(1)).sum(1)
+
+
 class CTRRecommender(TorchRecommender):
     use_side: bool = True
 
@@ -48,3 +55,8 @@ class CTRRecommender(TorchRecommender):
 
     def predict_pairs(self, net, users, items):
         return torch.sigmoid(self.logits(net, self._feats(net, users, items)))
+
+    def _embeddings(self):
+        # the id fields' embeddings (column 0 of each table) are the user and item vectors
+        v = self.network_.v.weight.detach()
+        return {"user": v[self.network_.user_fields[:, 0]].numpy(), "item": v[self.network_.item_fields[:, 0]].numpy()}

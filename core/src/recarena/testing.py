@@ -253,3 +253,21 @@ def parametrize_with_checks(models: list[Recommender], expected_failures: dict[s
     if unknown:
         raise ValueError(f"expected_failures names checks that do not apply: {sorted(unknown)}")
     return pytest.mark.parametrize("model, check", params)
+
+
+def isolated_home_fixture():
+    """An autouse pytest fixture: each test writes under its own RECARENA_HOME, never
+    downloads, and keeps wandb off unless RECARENA_TEST_WANDB says otherwise. Use in a
+    conftest.py as ``isolated_home = isolated_home_fixture()``."""
+    import os
+
+    import pytest
+
+    @pytest.fixture(autouse=True)
+    def isolated_home(tmp_path, monkeypatch):
+        monkeypatch.setenv("RECARENA_HOME", str(tmp_path / "home"))
+        monkeypatch.setenv("RECARENA_OFFLINE", "1")
+        monkeypatch.setenv("WANDB_MODE", os.environ.get("RECARENA_TEST_WANDB", "disabled"))
+        yield
+
+    return isolated_home

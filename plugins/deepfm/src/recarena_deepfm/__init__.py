@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from recarena import Capabilities, Task
-from recarena.ctr import CTRRecommender
+from recarena.ctr import CTRRecommender, fm_logit
 
 
 class _Net(nn.Module):
@@ -29,9 +29,7 @@ class _Net(nn.Module):
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         """feats: int64 [B, F] -> logits float32 [B]"""
-        v = self.v(feats)  # [B, F, d]
-        fm = self.w0 + self.w(feats).squeeze(-1).sum(1) + 0.5 * (v.sum(1).pow(2) - v.pow(2).sum(1)).sum(1)
-        return fm + self.mlp(v.flatten(1)).squeeze(-1)
+        return fm_logit(self.w0, self.w, self.v, feats) + self.mlp(self.v(feats).flatten(1)).squeeze(-1)
 
 
 class DeepFM(CTRRecommender):
@@ -53,7 +51,3 @@ class DeepFM(CTRRecommender):
 
     def logits(self, net, feats):
         return net(feats)
-
-    def _embeddings(self):
-        v = self.network_.v.weight.detach()
-        return {"user": v[self.network_.user_fields[:, 0]].numpy(), "item": v[self.network_.item_fields[:, 0]].numpy()}

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recarena import Capabilities, Task
-from recarena.ctr import CTRRecommender
+from recarena.ctr import CTRRecommender, fm_logit
 
 
 class FMNet(nn.Module):
@@ -27,9 +27,7 @@ class FMNet(nn.Module):
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         """feats: int64 [B, F] feature ids (0 = padding) -> float32 [B]"""
-        v = self.v(feats)  # [B, F, d]
-        pair = 0.5 * (v.sum(1).pow(2) - v.pow(2).sum(1)).sum(1)
-        return self.w0 + self.w(feats).squeeze(-1).sum(1) + pair
+        return fm_logit(self.w0, self.w, self.v, feats)
 
 
 class FM(CTRRecommender):
@@ -64,7 +62,3 @@ class FM(CTRRecommender):
     def predict_pairs(self, net, users, items):
         out = net(self._feats(net, users, items))
         return torch.sigmoid(out) if self.binary_ else out
-
-    def _embeddings(self):
-        v = self.network_.v.weight.detach()
-        return {"user": v[self.network_.user_fields[:, 0]].numpy(), "item": v[self.network_.item_fields[:, 0]].numpy()}
