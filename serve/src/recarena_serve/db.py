@@ -53,7 +53,7 @@ def build_module(*, force: bool = False, sanitize: bool = False, out_dir: Path |
     """Compile ``native/recarena_ai.c`` into a shared object, cached by source hash under
     ``$RECARENA_HOME/native``. ``sanitize`` builds with AddressSanitizer (for leak checks).
     Returns the path of the ``.so``."""
-    out_dir = Path(out_dir or home() / "native")
+    out_dir = Path(out_dir or os.environ.get("RECARENA_NATIVE_DIR") or home() / "native")
     out_dir.mkdir(parents=True, exist_ok=True)
     tag = module_source_hash() + ("-asan" if sanitize else "")
     so = out_dir / f"recarena_ai-{tag}.so"
@@ -380,6 +380,7 @@ def start(
     sanitize: bool = False,
     timeout: float = 30.0,
     env: dict | None = None,
+    extra_config: list[str] | None = None,
 ) -> DB:
     """Start the inference database and return its record (also written to ``data/db.json``).
 
@@ -430,9 +431,13 @@ def start(
             ]
             if password:
                 lines.append(f"requirepass {password}")
+            lines += list(extra_config or [])
             if cluster:
                 lines += ["cluster-enabled yes", f"cluster-config-file {ndir / 'nodes.conf'}", "cluster-node-timeout 5000",
                           "appendonly no"]
+            if cluster:
+                # re-formed at every start (the ports may differ); keys on disk keep their slots
+                (ndir / "nodes.conf").unlink(missing_ok=True)
             conf = ndir / "server.conf"
             conf.write_text("\n".join(lines) + "\n")
             os.chmod(conf, 0o600)

@@ -176,6 +176,7 @@ typedef struct {
     char **inputs, **outputs;
     pthread_mutex_t stats_lock;
     long long duration_us, samples, calls, errors;
+    int gathering; /* under q_lock: a worker is collecting a batch for this model */
 } Model;
 
 static Model *model_ref(Model *m) {
@@ -265,7 +266,8 @@ typedef struct Req {
     Model *model;
     Tensor **in;
     size_t nin;
-    char **outkeys;
+    char **outkeys; /* key names may hold NUL bytes (smartredis' cluster hash tags do) */
+    size_t *outlens;
     size_t nout;
     Tensor **out;
     char *err;
@@ -285,6 +287,7 @@ static void req_free(Req *r) {
     RM_Free(r->in);
     RM_Free(r->out);
     RM_Free(r->outkeys);
+    RM_Free(r->outlens);
     RM_Free(r->err);
     model_unref(r->model);
     RM_Free(r);
@@ -448,10 +451,19 @@ static void *worker(void *arg) {
     Req **batch = malloc(sizeof(Req *) * MAX_BATCH_REQS);
     for (;;) {
         pthread_mutex_lock(&q_lock);
-        while (!q_head) pthread_cond_wait(&q_cond, &q_lock);
-        Req *r = q_head;
-        q_head = r->next;
-        if (!q_head) q_tail = NULL;
+        /* the first request whose model is not being gathered by another worker: those stay
+         * queued for that worker to collect into its batch */
+        Req *r, *prev;
+        for (;;) {
+            prev = NULL;
+            for (r = q_head; r && r->model->gathering; prev = r, r = r->next) {
+            }
+            if (r) break;
+            pthread_cond_wait(&q_cond, &q_lock);
+        }
+        if (prev) prev->next = r->next;
+        else q_head = r->next;
+        if (q_tail == r) q_tail = prev;
         q_len--;
         size_t n = 1;
         batch[0] = r;
@@ -467,6 +479,7 @@ static void *worker(void *arg) {
             int64_t total = dim0(r->in[0]);
             q_gather(batch, &n, MAX_BATCH_REQS, &total, m->batchsize);
             /* MINBATCHSIZE: wait for more requests, up to MINBATCHTIMEOUT ms (forever if 0) */
+            m->gathering = 1;
             while (m->minbatchsize > 0 && total < m->minbatchsize) {
                 if (m->minbatchtimeout > 0) {
                     double left_ms = m->minbatchtimeout - (now_us() - start) / 1000.0;
@@ -482,6 +495,8 @@ static void *worker(void *arg) {
                 }
                 q_gather(batch, &n, MAX_BATCH_REQS, &total, m->batchsize);
             }
+            m->gathering = 0;
+            pthread_cond_broadcast(&q_cond); /* requests left for this model are free to take */
         }
         runs_total++;
         if (n > 1) batched_total += (long long)n;
@@ -974,7 +989,7 @@ static int write_outputs(RedisModuleCtx *ctx, Req *r) {
     RedisModuleString **names = RM_Calloc(r->nout ? r->nout : 1, sizeof(void *));
     int ok = 1;
     for (size_t o = 0; o < r->nout && ok; o++) {
-        names[o] = RM_CreateString(ctx, r->outkeys[o], strlen(r->outkeys[o]));
+        names[o] = RM_CreateString(ctx, r->outkeys[o], r->outlens[o]);
         keys[o] = open_typed(ctx, names[o], REDISMODULE_READ | REDISMODULE_WRITE, TensorType, 0, NULL);
         ok = keys[o] != NULL;
     }
@@ -1033,6 +1048,7 @@ static int exec_common(RedisModuleCtx *ctx, RedisModuleString **argv, int argc, 
     r->model = model_ref(m);
     r->in = RM_Calloc(a.nin ? a.nin : 1, sizeof(Tensor *));
     r->outkeys = RM_Calloc(a.nout ? a.nout : 1, sizeof(char *));
+    r->outlens = RM_Calloc(a.nout ? a.nout : 1, sizeof(size_t));
     r->timeout_ms = a.timeout;
     for (int i = 0; i < a.nin; i++) {
         RedisModuleKey *k = open_typed(ctx, argv[a.in_at + i], REDISMODULE_READ, TensorType, 1, TENSOR_EMPTY);
@@ -1049,6 +1065,7 @@ static int exec_common(RedisModuleCtx *ctx, RedisModuleString **argv, int argc, 
         r->outkeys[i] = RM_Alloc(l + 1);
         memcpy(r->outkeys[i], p, l);
         r->outkeys[i][l] = 0;
+        r->outlens[i] = l;
         r->nout++;
     }
     r->enqueued_us = now_us();
@@ -1138,13 +1155,11 @@ static int cmd_info(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
     }
     Model *m = RM_ModuleTypeGetValue(k);
     RM_CloseKey(k);
+    /* RESETSTAT replies with the figures as they were, then zeroes them: smartredis parses
+     * the reply of get_ai_info(..., reset_stat=True) as the same 18-element array */
     pthread_mutex_lock(&m->stats_lock);
-    if (reset) {
-        m->duration_us = m->samples = m->calls = m->errors = 0;
-        pthread_mutex_unlock(&m->stats_lock);
-        return RM_ReplyWithSimpleString(ctx, "OK");
-    }
     long long dur = m->duration_us, samples = m->samples, calls = m->calls, errors = m->errors;
+    if (reset) m->duration_us = m->samples = m->calls = m->errors = 0;
     pthread_mutex_unlock(&m->stats_lock);
     RM_ReplyWithArray(ctx, 18);
     RM_ReplyWithStringBuffer(ctx, "key", 3);
