@@ -75,3 +75,7 @@ bench-eval: setup
 # Inference DB: latency, throughput, PING under load, RSS over 100k runs, fuzz, valgrind leak check
 bench-db *ARGS: setup
     {{py}} tests/bench/bench_db.py --leaks {{ARGS}}
+
+# Serving: end-to-end recommend latency (best ml-1m ranking model, and a 100,000-item catalogue)
+bench-serve: setup
+    {{py}} -m recarena_serve.bench --data-dir "{{data_dir}}"

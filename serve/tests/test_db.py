@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import random
 import subprocess
 import sys
 import threading
@@ -322,7 +321,7 @@ def _worker(address, seed, n, U, V, q):
     c = Client(address=address, cluster=False)
     r = np.random.default_rng(seed)
     bad = 0
-    for i in range(n):
+    for _i in range(n):
         users = r.integers(0, len(U), size=r.integers(1, 5)).astype(np.int64)
         c.put_tensor(f"u{seed}", users)
         c.run_model("rec", [f"u{seed}"], [f"i{seed}", f"s{seed}"])

@@ -44,7 +44,7 @@ def round_trips(address: str, batch: int, n: int, seed: int = 0) -> list[float]:
     r = np.random.default_rng(seed)
     out = []
     key = f"u{seed}"
-    for i in range(n):
+    for _i in range(n):
         users = r.integers(0, N_USERS, size=batch).astype(np.int64)
         t = time.perf_counter()
         c.put_tensor(key, users)
@@ -118,8 +118,8 @@ def leak_check(blob: bytes) -> str:
         r.execute_command("AI.MODELSTORE", "rec", "ONNX", "CPU", "BATCHSIZE", 8, "BLOB", blob)
         for i in range(200):
             r.execute_command("AI.TENSORSET", "u", "INT64", 2, "VALUES", i, i + 1)
-            r.execute_command("AI.MODELEXECUTE", "rec", "INPUTS", 1, "u", "OUTPUTS", 2, "i", "s")
-            r.execute_command("AI.TENSORGET", "i", "META", "BLOB")
+            r.execute_command("AI.MODELEXECUTE", "rec", "INPUTS", 1, "u", "OUTPUTS", 2, "lk_i", "lk_s")
+            r.execute_command("AI.TENSORGET", "lk_i", "META", "BLOB")
         for bad in (["AI.MODELEXECUTE", "rec", "INPUTS", 1, "nope", "OUTPUTS", 2, "i", "s"],
                     ["AI.TENSORSET", "f", "FLOAT", 1, 3], ["AI.MODELEXECUTE", "rec", "INPUTS", 1, "f", "OUTPUTS", 2, "i", "s"],
                     ["AI.MODELSTORE", "g", "ONNX", "CPU", "BLOB", "garbage"], ["AI.MODELDEL", "rec"], ["AI.MODELDEL", "rec"]):

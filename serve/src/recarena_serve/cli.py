@@ -16,15 +16,76 @@ def main(argv: list[str]) -> int:
     e.add_argument("--run", action="append", dest="runs", metavar="RUN_ID")
     e.add_argument("--out", required=True)
     e.add_argument("-k", type=int, default=10)
+    e.add_argument("--data-dir", help="where the dataset lies, for item titles (optional)")
+    d = sub.add_parser("deploy", help="load bundles into the inference database and switch the endpoint to them")
+    d.add_argument("bundles", nargs="+")
+    d.add_argument("--ssdb", help="database address (default $SSDB)")
+    d.add_argument("--name", default="default", help="serving endpoint")
+    d.add_argument("--split", help="A/B traffic split between the bundles: NAME=WEIGHT,...")
+    d.add_argument("--no-progress", action="store_true")
+    r = sub.add_parser("recommend", help="top-k for a raw user id, computed in the database")
+    r.add_argument("user")
+    r.add_argument("-k", type=int, default=10)
+    r.add_argument("--ssdb")
+    r.add_argument("--name", default="default")
+    r.add_argument("--json", action="store_true")
+    s_ = sub.add_parser("status", help="what is deployed, versions, split, call counts and latency")
+    s_.add_argument("--ssdb")
+    s_.add_argument("--name", default="default")
+    s_.add_argument("--json", action="store_true")
+    b = sub.add_parser("bench", help="end-to-end recommend latency vs in-process PyTorch and onnxruntime")
+    b.add_argument("bundle")
+    b.add_argument("--ssdb")
+    b.add_argument("-n", type=int, default=2000)
     a = p.parse_args(argv)
-    from recarena_serve.export import export
 
-    paths = export(a.protocol, a.out, a.top, a.runs, a.k)
-    for path in paths:
-        m = json.loads((path / "manifest.json").read_text())
-        parity = ", ".join(f"{f} {d:.1e}" for f, d in m["parity_max_abs_diff"].items()) or "top-N table"
-        print(f"{path}: {m['model']} ({m['protocol']}, run {m['run_id']}), parity {parity}")
-    return 0
+    if a.cmd == "export":
+        from recarena_serve.export import export
+
+        paths = export(a.protocol, a.out, a.top, a.runs, a.k, data_dir=a.data_dir)
+        for path in paths:
+            m = json.loads((path / "manifest.json").read_text())
+            parity = ", ".join(f"{f} {d:.1e}" for f, d in m["parity_max_abs_diff"].items()) or "top-N table"
+            print(f"{path}: {m['model']} ({m['protocol']}, run {m['run_id']}), parity {parity}")
+        return 0
+    from recarena_serve import serving
+
+    if a.cmd == "deploy":
+        routing = serving.deploy(a.bundles, a.ssdb, a.name, a.split, progress=not a.no_progress)
+        for e in routing["entries"]:
+            print(f"endpoint {a.name!r} now serves {e['model']} (run {e['run_id']}, version {e['version']}, weight {e['weight']:g})")
+        return 0
+    if a.cmd == "recommend":
+        user = int(a.user) if a.user.lstrip("-").isdigit() else a.user
+        out = serving.Service(a.ssdb, a.name).recommend(user, a.k)
+        if a.json:
+            print(json.dumps(out))
+            return 0
+        note = f" FALLBACK: {out['fallback']}" if out["fallback"] else ""
+        print(f"user {out['user']}: {out['model']} (version {out['version']}){note}")
+        for rank, it in enumerate(out["items"], 1):
+            title = f"  {it['title']}" if it.get("title") else ""
+            print(f"{rank:>3}. {it['item']!s:<10} {it['score']:9.4f}{title}")
+        return 0
+    if a.cmd == "status":
+        st = serving.status(a.ssdb, a.name)
+        if a.json:
+            print(json.dumps(st, default=str))
+            return 0
+        print(f"endpoint {st['name']!r}; previous version(s): {', '.join(st['previous'] or ['none'])}")
+        total = sum(e["weight"] for e in st["entries"])
+        for e in st["entries"]:
+            calls = "; ".join(f"{k}: {v['calls']} calls, {v['errors']} errors"
+                              + (f", {v['mean_ms']:.3f} ms mean run" if v["mean_ms"] is not None else "")
+                              for k, v in ((k, e[k]) for k in ("recommend", "predict") if k in e))
+            print(f"  {e['model']:<14} {100 * e['weight'] / total:5.1f}% version {e['version']} ({e['dataset']}) {calls}")
+        return 0
+    if a.cmd == "bench":
+        from recarena_serve.bench import bench_bundle
+
+        bench_bundle(a.bundle, a.ssdb, a.n)
+        return 0
+    return 2
 
 
 def db_main(argv: list[str]) -> int:

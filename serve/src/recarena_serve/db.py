@@ -277,7 +277,7 @@ class DB:
         os.replace(tmp, p)
 
     @classmethod
-    def load(cls, data: str | Path) -> "DB | None":
+    def load(cls, data: str | Path) -> DB | None:
         p = Path(data) / "db.json"
         if not p.exists():
             return None

@@ -52,17 +52,47 @@ def _ids(idmap) -> list:
     return [x.item() if hasattr(x, "item") else x for x in idmap.raw]
 
 
-def export_run(run: dict, out: Path, k: int = 10, tolerance: float = TOLERANCE) -> Path:
+def export_run(run: dict, out: Path, k: int = 10, tolerance: float = TOLERANCE, data_dir=None) -> Path:
     model = Recommender.load(run["artifact_path"])
     if getattr(model, "user_ids_", None) is None:
         raise RecArenaError(
             f"Run {run['run_id']} was saved by a RecArena without id maps in its artifacts; train it again to export it."
         )
-    final = out / run["run_id"]
-    out.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{run['run_id']}-", dir=out))
+    info = {"run_id": run["run_id"], "model": run["model"], "dataset": run["dataset"], "protocol": run["protocol"],
+            "seed": run["seed"], "metrics": run["test_metrics"], "config_hash": run["config_hash"],
+            "code_version": run["code_version"]}
+    return write_bundle(model, out / run["run_id"], info, k, tolerance, titles=_titles(run["dataset"], data_dir))
+
+
+def _titles(dataset: str, data_dir) -> dict | None:
+    """raw item id -> title, when the dataset has titles and is on disk (else None)."""
+    try:
+        from recarena.data.datasets import load_any
+
+        data = load_any(dataset, data_dir)
+    except Exception:  # not available offline, or no such files: bundles work without titles
+        return None
+    f = data.item_features
+    if f is None or "title" not in f:
+        return None
+    return {str(raw): str(t) for raw, t in zip(_ids(data.items), f["title"])}
+
+
+def probe_users(n_users: int, n: int = 5) -> np.ndarray:
+    """Users whose answers a bundle records and a deploy checks: spread over the id range."""
+    return np.unique(np.linspace(0, n_users - 1, min(n, n_users)).round().astype(np.int64))
+
+
+def write_bundle(model: Recommender, final: Path, info: dict, k: int = 10, tolerance: float = TOLERANCE,
+                 titles: dict | None = None) -> Path:
+    """Write one bundle for a fitted model to ``final`` (atomically: whole or not at all)."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
     try:
         graphs, parity, table = [], {}, None
+        probe = {"users": probe_users(model.n_users_).tolist()}
+        users = np.asarray(probe["users"])
         if model.capabilities.onnx:
             graphs = model.export_onnx(stage, k=k)["graphs"]
             parity = onnx_export.parity(model, stage, graphs)
@@ -70,29 +100,39 @@ def export_run(run: dict, out: Path, k: int = 10, tolerance: float = TOLERANCE) 
             if bad:
                 worst = ", ".join(f"{f} by {d:.3g}" for f, d in bad.items())
                 raise RecArenaError(
-                    f"Refusing the bundle of run {run['run_id']} ({run['model']}): the ONNX graph differs from the "
+                    f"Refusing the bundle of run {info.get('run_id')} ({info.get('model')}): the ONNX graph differs from the "
                     f"plugin beyond {tolerance:g} ({worst}). Nothing was written."
                 )
+            for g in graphs:
+                if g["kind"] == "recommend":
+                    items, scores = model.recommend(users, k=g["k"])
+                    probe["recommend"] = {"items": items.tolist(), "scores": scores.tolist()}
+                else:
+                    probe_items = np.arange(len(users)) % model.n_items_
+                    probe["predict"] = {"items": probe_items.tolist(), "scores": model.predict(users, probe_items).tolist()}
         elif model.capabilities.supports(Task.RANKING):
             n_top = min(max(100, k), model.n_items_)
             items, scores = model.recommend(np.arange(model.n_users_), k=n_top)
             np.save(stage / "topn_items.npy", items)
             np.save(stage / "topn_scores.npy", scores.astype(np.float32))
             table = {"file": "topn_items.npy", "scores": "topn_scores.npy", "k": n_top}
+            probe["recommend"] = {"items": items[users].tolist(), "scores": scores[users].astype(np.float32).tolist()}
         else:
-            raise RecArenaError(f"Run {run['run_id']} ({run['model']}) neither exports ONNX nor ranks: nothing to serve.")
+            raise RecArenaError(f"Run {info.get('run_id')} ({info.get('model')}) neither exports ONNX nor ranks: nothing to serve.")
         np.save(stage / "seen_indptr.npy", model.seen_indptr_)
         np.save(stage / "seen_indices.npy", model.seen_indices_)
-        (stage / "ids.json").write_text(json.dumps({"users": _ids(model.user_ids_), "items": _ids(model.item_ids_)}))
+        ids = {"users": _ids(model.user_ids_), "items": _ids(model.item_ids_)}
+        if titles:
+            ids["titles"] = [titles.get(str(i)) for i in ids["items"]]
+        (stage / "ids.json").write_text(json.dumps(ids))
+        (stage / "probe.json").write_text(json.dumps(probe))
         import onnxruntime
 
         manifest = {
-            "run_id": run["run_id"], "model": run["model"], "dataset": run["dataset"], "protocol": run["protocol"],
-            "seed": run["seed"], "metrics": run["test_metrics"], "config_hash": run["config_hash"],
-            "code_version": run["code_version"], "opset": onnx_export.OPSET, "onnxruntime": onnxruntime.__version__,
+            **info, "opset": onnx_export.OPSET, "onnxruntime": onnxruntime.__version__,
             "graphs": graphs, "parity_max_abs_diff": parity, "topn_table": table,
             "n_users": model.n_users_, "n_items": model.n_items_, "k": k,
-            "capabilities": model.capabilities.to_dict(),
+            "capabilities": model.capabilities.to_dict(), "has_titles": bool(titles),
         }
         (stage / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
         if final.exists():
@@ -104,6 +144,6 @@ def export_run(run: dict, out: Path, k: int = 10, tolerance: float = TOLERANCE) 
 
 
 def export(protocol: str | None = None, out: str | Path = "bundles", top: int = 1, run_ids: list[str] | None = None,
-           k: int = 10, store: ResultsStore | None = None) -> list[Path]:
+           k: int = 10, store: ResultsStore | None = None, data_dir=None) -> list[Path]:
     store = store or ResultsStore()
-    return [export_run(r, Path(out), k) for r in pick_runs(store, protocol, top, run_ids)]
+    return [export_run(r, Path(out), k, data_dir=data_dir) for r in pick_runs(store, protocol, top, run_ids)]

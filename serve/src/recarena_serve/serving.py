@@ -1,0 +1,361 @@
+"""Serving exported bundles from the inference database, through smartredis.
+
+Key layout (all under ``recarena:<name>:``, where ``name`` is the serving endpoint):
+
+- ``routing``: the live routing table, a UINT8 tensor holding JSON ``{"entries": [{model,
+  run_id, version, prefix, weight}, ...]}``. It is the only key a deploy changes in place,
+  and it is written last, in one command: the switch is atomic and a deploy that fails or
+  dies before it leaves the previous version serving. ``routing:previous`` keeps the one
+  before (for rollback).
+- ``<version>:`` one deployment (the version is unique per deploy): ``recommend`` /
+  ``predict`` (ONNX models), ``seen:<uid>`` (int64 [1, S], the user's training items, padded
+  with -1, fed to the recommend graph as ``exclude``), ``top:<uid>`` / ``topscore:<uid>``
+  (precomputed top-N rows for models without ONNX), and ``meta`` (JSON as a UINT8 tensor:
+  id maps, titles, the popularity fallback, probe answers).
+
+A request: raw user id -> internal id (the client caches each version's id maps), then
+``put_tensor`` user, ``run_model`` (inputs: that tensor and the user's ``seen`` key, both in
+the database), ``get_tensor`` items and scores, and back to raw ids. Only K ids and scores
+leave the database.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from recarena.errors import RecArenaError
+
+PREFIX = "recarena"
+POPULAR_N = 100
+
+
+class DeployError(RecArenaError):
+    """A deploy that could not be completed; the previous version is still serving."""
+
+
+def _client(ssdb: str | None = None):
+    from smartredis import Client
+
+    address = ssdb or os.environ.get("SSDB")
+    if not address:
+        raise RecArenaError("No database address: give --ssdb or export SSDB (printed by `recarena db start`).")
+    os.environ.setdefault("SR_SOCKET_TIMEOUT", "60000")
+    os.environ.setdefault("SR_LOG_LEVEL", "QUIET")
+    try:
+        return Client(address=address, cluster=False)
+    except Exception as e:  # smartredis raises its own classes; say what failed, not how
+        raise RecArenaError(f"Cannot reach the inference database at {address}: {str(e).splitlines()[-1]}") from None
+
+
+def _put_json(c, key: str, obj) -> None:
+    c.put_tensor(key, np.frombuffer(json.dumps(obj).encode(), dtype=np.uint8).copy())
+
+
+def _get_json(c, key: str):
+    return json.loads(c.get_tensor(key).tobytes().decode())
+
+
+def routing_key(name: str) -> str:
+    return f"{PREFIX}:{name}:routing"
+
+
+def parse_split(spec: str | None) -> dict[str, float]:
+    """``"mf=0.7,ncf=0.3"`` -> {"mf": 0.7, "ncf": 0.3}"""
+    if not spec:
+        return {}
+    out = {}
+    for part in spec.split(","):
+        key, sep, w = part.partition("=")
+        try:
+            weight = float(w)
+        except ValueError:
+            weight = -1.0
+        if not sep or not key.strip() or weight <= 0:
+            raise RecArenaError(f"--split {spec!r}: expected NAME=WEIGHT pairs with positive weights, got {part!r}.")
+        out[key.strip()] = weight
+    return out
+
+
+# ------------------------------------------------------------------ deploy
+@dataclass
+class Bundle:
+    path: Path
+    manifest: dict
+    ids: dict
+    probe: dict
+
+    @classmethod
+    def open(cls, path) -> Bundle:
+        path = Path(path)
+        need = ["manifest.json", "ids.json", "probe.json", "seen_indptr.npy", "seen_indices.npy"]
+        missing = [f for f in need if not (path / f).exists()]
+        if missing:
+            raise RecArenaError(f"{path} is not a complete bundle (missing {', '.join(missing)}); write it with `recarena serve export`.")
+        return cls(path, json.loads((path / "manifest.json").read_text()), json.loads((path / "ids.json").read_text()),
+                   json.loads((path / "probe.json").read_text()))
+
+    @property
+    def model(self) -> str:
+        return self.manifest["model"]
+
+    def graph(self, kind: str) -> dict | None:
+        return next((g for g in self.manifest.get("graphs", []) if g["kind"] == kind), None)
+
+
+def _seen_rows(b: Bundle):
+    ip, ix = np.load(b.path / "seen_indptr.npy"), np.load(b.path / "seen_indices.npy")
+    for u in range(len(ip) - 1):
+        row = ix[ip[u] : ip[u + 1]].astype(np.int64)
+        yield u, (row if len(row) else np.array([-1], np.int64)).reshape(1, -1)
+
+
+def _load_version(c, b: Bundle, prefix: str, progress: bool) -> dict:
+    """Writes one bundle under ``prefix``; returns its meta record."""
+    from tqdm import tqdm
+
+    kinds = []
+    for kind in ("recommend", "predict"):
+        g = b.graph(kind)
+        if g:
+            c.set_model(f"{prefix}:{kind}", (b.path / g["file"]).read_bytes(), "ONNX", "CPU", tag=f"{b.model}:{prefix}")
+            kinds.append(kind)
+    n_users = b.manifest["n_users"]
+    table = b.manifest.get("topn_table")
+    bar = tqdm(total=n_users, desc=f"deploy {b.model}", unit="user", disable=not progress, leave=False)
+    if table:
+        items = np.load(b.path / table["file"])
+        scores = np.load(b.path / table["scores"]).astype(np.float32)
+        for u in range(n_users):
+            c.put_tensor(f"{prefix}:top:{u}", np.ascontiguousarray(items[u : u + 1]).astype(np.int64))
+            c.put_tensor(f"{prefix}:topscore:{u}", np.ascontiguousarray(scores[u : u + 1]))
+            bar.update()
+        kinds.append("table")
+    elif "recommend" in kinds:
+        for u, row in _seen_rows(b):
+            c.put_tensor(f"{prefix}:seen:{u}", row)
+            bar.update()
+    bar.close()
+    counts = np.bincount(np.load(b.path / "seen_indices.npy"), minlength=b.manifest["n_items"])
+    meta = {
+        "model": b.model, "run_id": b.manifest.get("run_id"), "dataset": b.manifest.get("dataset"),
+        "protocol": b.manifest.get("protocol"), "metrics": b.manifest.get("metrics"), "kinds": kinds,
+        "k": (b.graph("recommend") or {}).get("k") or (table or {}).get("k"), "users": b.ids["users"], "items": b.ids["items"],
+        "titles": b.ids.get("titles"), "popular": np.argsort(-counts, kind="stable")[:POPULAR_N].tolist(),
+        "popular_counts": np.sort(counts)[::-1][:POPULAR_N].tolist(), "deployed_at": time.time(),
+    }
+    _put_json(c, f"{prefix}:meta", meta)
+    return meta
+
+
+def _probe(c, b: Bundle, prefix: str, meta: dict, tolerance: float = 1e-4) -> str | None:
+    """Runs the bundle's probe users in the database; returns what differs, or None."""
+    svc = _Version(prefix, meta)
+    users = b.probe["users"]
+    if "recommend" in b.probe:
+        want_i, want_s = np.asarray(b.probe["recommend"]["items"]), np.asarray(b.probe["recommend"]["scores"], np.float32)
+        for row, u in enumerate(users):
+            items, scores = svc.run_recommend(c, u, f"{PREFIX}:probe:{uuid.uuid4().hex[:8]}")
+            n = min(len(items), want_i.shape[1])
+            finite = np.isfinite(want_s[row, :n])
+            if not np.array_equal(items[:n][finite], want_i[row, :n][finite]):
+                return f"user {u}: database returned items {items[:5].tolist()}..., the plugin {want_i[row, :5].tolist()}..."
+            if finite.any() and np.abs(scores[:n][finite] - want_s[row, :n][finite]).max() > tolerance:
+                return f"user {u}: scores differ by {np.abs(scores[:n][finite] - want_s[row, :n][finite]).max():.3g}"
+    if "predict" in b.probe:
+        got = svc.run_predict(c, np.asarray(users), np.asarray(b.probe["predict"]["items"]), f"{PREFIX}:probe:{uuid.uuid4().hex[:8]}")
+        diff = np.abs(got - np.asarray(b.probe["predict"]["scores"], np.float32)).max()
+        if diff > tolerance:
+            return f"predictions differ from the plugin's by {diff:.3g}"
+    return None
+
+
+def deploy(bundles: list, ssdb: str | None = None, name: str = "default", split: str | None = None,
+           progress: bool = True) -> dict:
+    """Load bundles into the database as a new version of endpoint ``name``, probe each in the
+    database against the answers the plugin gave at export, then switch the routing table in
+    one write. Any failure before the switch leaves the previous routing serving."""
+    bs = [Bundle.open(p) for p in bundles]
+    if not bs:
+        raise RecArenaError("Name at least one bundle to deploy.")
+    weights = parse_split(split)
+    labels = [b.model if [x.model for x in bs].count(b.model) == 1 else b.manifest.get("run_id") for b in bs]
+    if weights:
+        unknown = sorted(set(weights) - set(labels))
+        if unknown or set(labels) - set(weights):
+            raise RecArenaError(f"--split names {sorted(weights)} but the bundles are {labels}: give every bundle a weight.")
+    elif len(bs) > 1:
+        raise RecArenaError(f"Several bundles ({', '.join(labels)}) share one endpoint only with --split NAME=WEIGHT,...")
+    c = _client(ssdb)
+    stamp = time.strftime("%Y%m%d%H%M%S") + f"-{uuid.uuid4().hex[:6]}"
+    entries, written = [], []
+    try:
+        for b, label in zip(bs, labels):
+            prefix = f"{PREFIX}:{name}:{stamp}-{label}"
+            written.append((b, prefix))
+            meta = _load_version(c, b, prefix, progress)
+            problem = _probe(c, b, prefix, meta)
+            if problem:
+                raise DeployError(f"Deploy of {b.path} refused: the probe in the database does not match the bundle ({problem}). "
+                                  f"Endpoint {name!r} still serves its previous version.")
+            entries.append({"model": b.model, "label": label, "run_id": b.manifest.get("run_id"), "version": f"{stamp}-{label}",
+                            "prefix": prefix, "weight": weights.get(label, 1.0)})
+        pause = float(os.environ.get("RECARENA_DEPLOY_PAUSE_BEFORE_SWITCH", "0") or 0)
+        if pause:  # lets tests kill a deploy at its most delicate moment
+            print("deploy: loaded and probed; switching", flush=True)
+            time.sleep(pause)
+        key = routing_key(name)
+        if c.tensor_exists(key):
+            c.copy_tensor(key, key + ":previous")
+        routing = {"name": name, "entries": entries, "switched_at": time.time()}
+        _put_json(c, key, routing)  # the switch: one write
+        return routing
+    except BaseException:
+        # the routing table was not switched (that is the last step): drop what was written
+        for b, prefix in written:
+            _delete_version(c, prefix, b.manifest["n_users"])
+        raise
+
+
+def _delete_version(c, prefix: str, n_users: int) -> None:
+    try:
+        for kind in ("recommend", "predict"):
+            if c.model_exists(f"{prefix}:{kind}"):
+                c.delete_model(f"{prefix}:{kind}")
+        for u in range(n_users):
+            for part in ("seen", "top", "topscore"):
+                if c.key_exists(f"{prefix}:{part}:{u}"):
+                    c.delete_tensor(f"{prefix}:{part}:{u}")
+        if c.key_exists(f"{prefix}:meta"):
+            c.delete_tensor(f"{prefix}:meta")
+    except Exception:  # cleanup is best effort; the routing never points at this version
+        pass
+
+
+# ------------------------------------------------------------------ serving requests
+class _Version:
+    """One deployed version, with its id maps cached client-side."""
+
+    def __init__(self, prefix: str, meta: dict):
+        self.prefix = prefix
+        self.meta = meta
+        self.user_index = {str(u): i for i, u in enumerate(meta["users"])}
+        self.items = meta["items"]
+        self.titles = meta.get("titles")
+
+    def run_recommend(self, c, uid: int, tmp: str) -> tuple[np.ndarray, np.ndarray]:
+        """internal user -> (internal items int64 [k], scores float32 [k]), computed in the DB"""
+        if "table" in self.meta["kinds"]:
+            return c.get_tensor(f"{self.prefix}:top:{uid}")[0], c.get_tensor(f"{self.prefix}:topscore:{uid}")[0]
+        c.put_tensor(f"{tmp}:user", np.array([uid], np.int64))
+        c.run_model(f"{self.prefix}:recommend", [f"{tmp}:user", f"{self.prefix}:seen:{uid}"], [f"{tmp}:items", f"{tmp}:scores"])
+        return c.get_tensor(f"{tmp}:items")[0], c.get_tensor(f"{tmp}:scores")[0]
+
+    def run_predict(self, c, users: np.ndarray, items: np.ndarray, tmp: str) -> np.ndarray:
+        c.put_tensor(f"{tmp}:u", users.astype(np.int64))
+        c.put_tensor(f"{tmp}:i", items.astype(np.int64))
+        c.run_model(f"{self.prefix}:predict", [f"{tmp}:u", f"{tmp}:i"], [f"{tmp}:score"])
+        return c.get_tensor(f"{tmp}:score")
+
+
+def stable_bucket(raw_user) -> float:
+    """A user's place in [0, 1) for traffic splits: the same on every client and run."""
+    return zlib.crc32(str(raw_user).encode()) / 2**32
+
+
+class Service:
+    """A long-lived serving client: ``recommend(raw_user, k)`` through the database."""
+
+    def __init__(self, ssdb: str | None = None, name: str = "default"):
+        self.c = _client(ssdb)
+        self.name = name
+        self.tmp = f"{PREFIX}:tmp:{uuid.uuid4().hex[:12]}"  # per-client scratch keys, reused
+        self._versions: dict[str, _Version] = {}
+
+    def routing(self) -> dict:
+        key = routing_key(self.name)
+        if not self.c.tensor_exists(key):
+            raise RecArenaError(f"Nothing is deployed on endpoint {self.name!r} (deploy a bundle with `recarena serve deploy`).")
+        return _get_json(self.c, key)
+
+    def _version(self, entry: dict) -> _Version:
+        v = self._versions.get(entry["prefix"])
+        if v is None:
+            v = self._versions[entry["prefix"]] = _Version(entry["prefix"], _get_json(self.c, f"{entry['prefix']}:meta"))
+        return v
+
+    def pick(self, routing: dict, raw_user) -> dict:
+        entries = routing["entries"]
+        total = sum(e["weight"] for e in entries)
+        x, acc = stable_bucket(raw_user) * total, 0.0
+        for e in entries:
+            acc += e["weight"]
+            if x < acc:
+                return e
+        return entries[-1]
+
+    def recommend(self, raw_user, k: int = 10) -> dict:
+        """Top-k for a raw user id: ``{"user", "model", "version", "fallback", "items": [{"item",
+        "score", "title"}]}``. Unknown users get the most popular items (``fallback: true``)."""
+        entry = self.pick(self.routing(), raw_user)
+        v = self._version(entry)
+        uid = v.user_index.get(str(raw_user))
+        out = {"user": raw_user, "model": entry["model"], "version": entry["version"], "run_id": entry["run_id"]}
+        if uid is None:
+            items, scores = np.asarray(v.meta["popular"][:k]), np.asarray(v.meta["popular_counts"][:k], np.float32)
+            out["fallback"] = "popularity (unknown user)"
+        elif "recommend" not in v.meta["kinds"] and "table" not in v.meta["kinds"]:
+            raise RecArenaError(f"{entry['model']} serves rating predictions only (no ranking graph); use predict.")
+        else:
+            if k > (v.meta["k"] or 0):
+                raise RecArenaError(f"k={k} but {entry['model']} was exported with k={v.meta['k']}; export again with -k {k}.")
+            items, scores = v.run_recommend(self.c, uid, self.tmp)
+            keep = items[:k] >= 0
+            items, scores = items[:k][keep], scores[:k][keep]
+            out["fallback"] = None
+        out["items"] = [{"item": v.items[i], "score": float(s), **({"title": v.titles[i]} if v.titles else {})}
+                        for i, s in zip(items.tolist(), scores.tolist())]
+        return out
+
+    def predict(self, raw_user, raw_items: list) -> dict:
+        entry = self.pick(self.routing(), raw_user)
+        v = self._version(entry)
+        if "predict" not in v.meta["kinds"]:
+            raise RecArenaError(f"{entry['model']} has no predict graph (a ranking-only model).")
+        item_index = {str(i): n for n, i in enumerate(v.items)}
+        uid = v.user_index.get(str(raw_user))
+        unknown = [i for i in raw_items if str(i) not in item_index]
+        if uid is None or unknown:
+            raise RecArenaError(f"Unknown {'user ' + repr(raw_user) if uid is None else 'items ' + repr(unknown[:5])} for {entry['model']}.")
+        iids = np.array([item_index[str(i)] for i in raw_items], np.int64)
+        scores = v.run_predict(self.c, np.full(len(iids), uid, np.int64), iids, self.tmp)
+        return {"user": raw_user, "model": entry["model"], "version": entry["version"],
+                "predictions": [{"item": i, "score": float(s)} for i, s in zip(raw_items, scores.tolist())]}
+
+
+def status(ssdb: str | None = None, name: str = "default") -> dict:
+    svc = Service(ssdb, name)
+    routing = svc.routing()
+    address = ssdb or os.environ["SSDB"]
+    rows = []
+    for e in routing["entries"]:
+        meta = svc._version(e).meta
+        row = {**e, "metrics": meta.get("metrics"), "dataset": meta.get("dataset"), "kinds": meta["kinds"]}
+        for kind in ("recommend", "predict"):
+            if kind in meta["kinds"]:
+                info = svc.c.get_ai_info([address], f"{e['prefix']}:{kind}")[0]
+                calls = int(info["calls"])
+                row[kind] = {"calls": calls, "errors": int(info["errors"]),
+                             "mean_ms": float(info["duration"]) / 1000 / calls if calls else None}
+        rows.append(row)
+    prev = None
+    if svc.c.tensor_exists(routing_key(name) + ":previous"):
+        prev = [e["version"] for e in _get_json(svc.c, routing_key(name) + ":previous")["entries"]]
+    return {"name": name, "switched_at": routing.get("switched_at"), "entries": rows, "previous": prev}

@@ -1,0 +1,184 @@
+"""Serving bundles from the inference database: deploy (probe, atomic switch, A/B split),
+recommend by raw user id, and parity with each plugin's own answers."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from recarena import plugins
+from recarena.base import Task
+from recarena.errors import RecArenaError
+from recarena.testing import _fit
+from recarena_serve import serving
+from recarena_serve.export import write_bundle
+
+pytest.importorskip("smartredis")
+
+# the first wave with small settings (the conformance kit's data: 120 users x 80 items)
+FIRST_WAVE = {
+    "pop": {}, "itemknn": {"k": 20}, "ease": {"reg": 10.0},
+    "bpr": {"dim": 8, "epochs": 3}, "biased-mf": {"dim": 8, "epochs": 3}, "mf": {"dim": 8, "epochs": 3},
+    "ncf": {"epochs": 2, "pretrain": False}, "caser": {"dim": 8, "L": 3, "n_h": 4, "n_v": 2, "epochs": 2},
+    "autorec": {"hidden": 16, "epochs": 3}, "recommender-net": {"dim": 8, "hidden": (16,), "epochs": 2},
+    "fm": {"dim": 4, "epochs": 2}, "deepfm": {"dim": 4, "hidden": (16,), "epochs": 2},
+}
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    return {name: _fit(plugins.get(name)(**params)) for name, params in FIRST_WAVE.items()}
+
+
+@pytest.fixture(scope="module")
+def bundles(fitted, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bundles")
+    return {name: write_bundle(m, out / name, {"model": name, "run_id": f"run-{name}", "dataset": "kit"}, k=10)
+            for name, m in fitted.items()}
+
+
+@pytest.fixture
+def ssdb(ai_db, wire):
+    return ai_db.nodes[0].address
+
+
+def raw_users(model, n=6):
+    return [model.user_ids_.raw[i] for i in np.linspace(0, model.n_users_ - 1, n).round().astype(int)]
+
+
+@pytest.mark.parametrize("name", sorted(FIRST_WAVE))
+def test_served_answers_equal_the_plugins(name, fitted, bundles, ssdb):
+    """recommend (rankers) or predict (rating-only models) through the database returns
+    what the plugin itself returns, for raw ids."""
+    model = fitted[name]
+    serving.deploy([bundles[name]], ssdb, name=name, progress=False)
+    svc = serving.Service(ssdb, name)
+    if model.capabilities.supports(Task.RANKING) or model.capabilities.supports(Task.SEQUENTIAL):
+        for u in raw_users(model):
+            got = svc.recommend(u, 10)
+            want_items, want_scores = model.recommend_raw([u], 10)
+            keep = [i is not None for i in want_items[0]]
+            assert got["model"] == name and got["fallback"] is None
+            assert [it["item"] for it in got["items"]] == [i.item() if hasattr(i, "item") else i for i in want_items[0][keep]]
+            np.testing.assert_allclose([it["score"] for it in got["items"]], want_scores[0][keep], rtol=1e-5, atol=1e-5)
+    else:
+        items = [model.item_ids_.raw[i] for i in range(0, model.n_items_, 7)]
+        for u in raw_users(model):
+            got = svc.predict(u, items)
+            np.testing.assert_allclose([p["score"] for p in got["predictions"]], model.predict_raw([u] * len(items), items),
+                                       rtol=1e-5, atol=1e-5)
+
+
+def test_unknown_user_gets_the_popularity_fallback(fitted, bundles, ssdb):
+    serving.deploy([bundles["bpr"]], ssdb, name="ep", progress=False)
+    out = serving.Service(ssdb, "ep").recommend("no-such-user", 5)
+    assert out["fallback"].startswith("popularity")
+    counts = np.bincount(fitted["bpr"].seen_indices_, minlength=fitted["bpr"].n_items_)
+    top = [fitted["bpr"].item_ids_.raw[i] for i in np.argsort(-counts, kind="stable")[:5]]
+    assert [it["item"] for it in out["items"]] == [t.item() if hasattr(t, "item") else t for t in top]
+
+
+def _keys(wire, pattern):
+    return sorted(wire.scan_iter(match=pattern, count=1000))
+
+
+def test_a_failing_probe_leaves_the_previous_version_serving(fitted, bundles, ssdb, wire, tmp_path):
+    first = serving.deploy([bundles["bpr"]], ssdb, name="ep", progress=False)
+    before = serving.Service(ssdb, "ep").recommend(raw_users(fitted["bpr"])[1], 5)
+    # a bundle whose graph is not the model its probe answers were recorded from
+    bad = tmp_path / "tampered"
+    shutil.copytree(bundles["biased-mf"], bad)
+    shutil.copy(bundles["bpr"] / "recommend.onnx", bad / "recommend.onnx")
+    with pytest.raises(serving.DeployError, match="probe in the database does not match"):
+        serving.deploy([bad], ssdb, name="ep", progress=False)
+    svc = serving.Service(ssdb, "ep")
+    assert svc.routing()["entries"] == first["entries"]
+    assert svc.recommend(raw_users(fitted["bpr"])[1], 5) == before
+    versions = {k.decode().split(":")[2] for k in _keys(wire, "recarena:ep:*:meta")}
+    assert versions == {first["entries"][0]["version"]}, "the refused version's keys were not cleaned up"
+
+
+def test_a_killed_deploy_leaves_the_previous_version_serving(fitted, bundles, ssdb, tmp_path):
+    first = serving.deploy([bundles["ease"]], ssdb, name="ep", progress=False)
+    env = {**os.environ, "SSDB": ssdb, "RECARENA_DEPLOY_PAUSE_BEFORE_SWITCH": "60", "RECARENA_HOME": str(tmp_path)}
+    p = subprocess.Popen([sys.executable, "-m", "recarena.cli", "serve", "deploy", str(bundles["bpr"]), "--name", "ep",
+                          "--no-progress"], stdout=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 120
+    line = ""
+    while "switching" not in line and time.time() < deadline:
+        line = p.stdout.readline()
+        assert line or p.poll() is None, "deploy ended before reaching the switch"
+    os.kill(p.pid, signal.SIGKILL)  # loaded and probed, killed just before the switch
+    p.wait()
+    svc = serving.Service(ssdb, "ep")
+    assert svc.routing()["entries"] == first["entries"]
+    u = raw_users(fitted["ease"])[2]
+    got = svc.recommend(u, 10)
+    assert got["model"] == "ease"
+    assert [it["item"] for it in got["items"]] == [i for i in fitted["ease"].recommend_raw([u], 10)[0][0] if i is not None]
+
+
+def test_ab_split_is_stable_per_user_and_says_who_served(fitted, bundles, ssdb):
+    routing = serving.deploy([bundles["bpr"], bundles["ease"]], ssdb, name="ab", split="bpr=1,ease=3", progress=False)
+    assert {e["model"]: e["weight"] for e in routing["entries"]} == {"bpr": 1.0, "ease": 3.0}
+    svc = serving.Service(ssdb, "ab")
+    users = list(fitted["bpr"].user_ids_.raw)
+    served = {u: svc.recommend(u, 5)["model"] for u in users}
+    assert all(svc.recommend(u, 5)["model"] == served[u] for u in users[:20])  # stable
+    share = sum(m == "ease" for m in served.values()) / len(served)
+    assert 0.6 < share < 0.9, f"ease served {share:.0%} of users with weight 3/4"
+    for u in users[:10]:  # each answer is the serving model's own
+        m = fitted[served[u]]
+        assert [it["item"] for it in svc.recommend(u, 5)["items"]] == [i for i in m.recommend_raw([u], 5)[0][0] if i is not None]
+    with pytest.raises(RecArenaError, match="give every bundle a weight"):
+        serving.deploy([bundles["bpr"], bundles["ease"]], ssdb, name="ab", split="bpr=1", progress=False)
+    with pytest.raises(RecArenaError, match="only with --split"):
+        serving.deploy([bundles["bpr"], bundles["ease"]], ssdb, name="ab", progress=False)
+
+
+def test_cli_deploy_recommend_status(fitted, bundles, ssdb, tmp_path):
+    env = {**os.environ, "SSDB": ssdb, "RECARENA_HOME": str(tmp_path)}
+    exe = [sys.executable, "-m", "recarena.cli", "serve"]
+    out = subprocess.run([*exe, "deploy", str(bundles["itemknn"]), "--no-progress"], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "endpoint 'default' now serves itemknn" in out.stdout
+    u = raw_users(fitted["itemknn"])[3]
+    out = subprocess.run([*exe, "recommend", str(u), "-k", "5", "--json"], env=env, capture_output=True, text=True)
+    got = json.loads(out.stdout)
+    assert [it["item"] for it in got["items"]] == [i for i in fitted["itemknn"].recommend_raw([u], 5)[0][0] if i is not None]
+    out = subprocess.run([*exe, "status", "--json"], env=env, capture_output=True, text=True)
+    st = json.loads(out.stdout)
+    assert st["entries"][0]["model"] == "itemknn"
+    out = subprocess.run([*exe, "recommend", "1", "--ssdb", "unix:///nonexistent.sock"], capture_output=True, text=True,
+                         env={**env, "SR_CONN_TIMEOUT": "1"})
+    assert out.returncode == 2 and "Cannot reach the inference database" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_status_counts_calls(fitted, bundles, ssdb, wire):
+    serving.deploy([bundles["bpr"]], ssdb, name="st", progress=False)
+    svc = serving.Service(ssdb, "st")
+    for u in raw_users(fitted["bpr"]):
+        svc.recommend(u, 3)
+    st = serving.status(ssdb, "st")
+    # the deploy's probe ran the model too, then six requests
+    assert st["entries"][0]["recommend"]["calls"] == len(json.loads((bundles["bpr"] / "probe.json").read_text())["users"]) + 6
+    assert st["entries"][0]["recommend"]["errors"] == 0
+
+
+def test_k_beyond_the_export_is_a_clear_error(fitted, bundles, ssdb):
+    serving.deploy([bundles["bpr"]], ssdb, name="k", progress=False)
+    with pytest.raises(RecArenaError, match="exported with k=10; export again with -k 50"):
+        serving.Service(ssdb, "k").recommend(raw_users(fitted["bpr"])[0], 50)
+
+
+def test_nothing_deployed(ssdb):
+    with pytest.raises(RecArenaError, match="Nothing is deployed on endpoint 'nope'"):
+        serving.Service(ssdb, "nope").recommend(1)
