@@ -411,6 +411,7 @@ def test_fuzz_leaves_server_up(wire):
     counts = run_fuzz(wire, 3000)
     assert wire.ping() and counts["error"] > 0 and counts["ok"] > 0
     # and it still does real work
+    wire.flushall()
     wire.execute_command("AI.TENSORSET", "x", "FLOAT", 1, 3, "VALUES", -1, 1, -1)
     wire.execute_command("AI.MODELSTORE", "m", "ONNX", "CPU", "BLOB", onnx_graphs.relu(3))
     assert wire.execute_command("AI.MODELEXECUTE", "m", "INPUTS", 1, "x", "OUTPUTS", 1, "y") == b"OK"
