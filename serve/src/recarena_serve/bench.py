@@ -132,9 +132,11 @@ def main(argv=None) -> int:
             results.append(bench_bundle(path, d.address, a.n))
         else:
             print("bench-serve: ml-1m not found (give --data-dir); skipping the ml-1m figure")
-        data = synthetic(400_000, n_users=10_000, n_items=100_000, seed=0, side_features=False)
+        from recarena.data.filtering import to_implicit
+
+        data = to_implicit(synthetic(400_000, n_users=10_000, n_items=100_000, seed=0, side_features=False))
         model = plugins.get("bpr")(dim=64, epochs=1, batch_size=4096)
-        model.fit(data)
+        model.fit(data, trainer={"progress_bar": False, "logger": "none"})
         path = write_bundle(model, work / "bundles" / "synthetic-100k", {"model": "bpr", "dataset": "synthetic-100k", "run_id": "synthetic"}, k=10)
         results.append(bench_bundle(path, d.address, a.n, model=model, label="bpr on a synthetic catalogue (100,000 items, dim 64)"))
     finally:
