@@ -145,8 +145,17 @@ def leak_check(blob: bytes) -> str:
     records = [b for b in text.split("\n==") if "definitely lost" in b and "recarena_ai" in b]
     ours = sum(int(re.search(r"([\d,]+) bytes", b).group(1).replace(",", "")) for b in records if re.search(r"([\d,]+) bytes", b))
     errors = re.search(r"ERROR SUMMARY: (\d+) errors", text)
+    # memory errors (invalid reads/writes, uninitialised jumps) whose stack passes through the module
+    blocks = re.split(r"\n==\d+== \n", text)
+    module_errors = [b for b in blocks if "recarena_ai" in b and ("Invalid" in b or "uninitialised" in b or "Mismatched" in b)]
     summary = (f"valgrind: definitely lost in total {definite.group(1) if definite else 0} bytes; "
-               f"from the module: {ours} bytes in {len(records)} records; error summary {errors.group(1) if errors else '?'}")
+               f"from the module: {ours} bytes in {len(records)} records; memory errors in the module's frames: "
+               f"{len(module_errors)} (all frames, server and ONNX Runtime included: {errors.group(1) if errors else '?'})")
+    if module_errors:
+        summary += "\nfirst module error:\n" + module_errors[0][:3000]
+    keep = os.environ.get("RECARENA_KEEP_VALGRIND_LOG")
+    if keep:
+        shutil.copy(log, keep)
     shutil.rmtree(tmp, ignore_errors=True)
     return summary
 
