@@ -24,6 +24,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--config", help="experiment YAML (params/trainer/...); a saved run's config.yaml re-runs it")
     t.add_argument("--json", action="store_true", help="print the run summary as one JSON line at the end")
     t.add_argument("--no-progress", action="store_true")
+    t.add_argument("--sweep", help="record the run as part of this sweep (set by `recarena sweep`)")
 
     lb = sub.add_parser("leaderboard", help="best configuration per model, mean ± std over seeds")
     lb.add_argument("--protocol", "-p", action="append", help="protocol(s); default: all with runs")
@@ -47,7 +48,7 @@ def _cmd_train(a) -> int:
     quiet_log = (lambda *x, **k: print(*x, file=sys.stderr, **k)) if a.json else print
     summary = runner.train(
         a.model, a.protocol, dataset=a.dataset, data_dir=a.data_dir, seed=a.seed, sets=a.sets,
-        experiment=a.config, progress=not a.no_progress and sys.stderr.isatty(), log=quiet_log,
+        experiment=a.config, progress=not a.no_progress and sys.stderr.isatty(), log=quiet_log, sweep=a.sweep,
     )
     m = summary["metrics"]
     shown = ", ".join(f"{k}={v:.4f}" for k, v in list(m.items())[:4])

@@ -135,7 +135,8 @@ def train(
         f"(prepared in {time.time() - t0:.1f}s)"
     )
     store = store or ResultsStore()
-    run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    # a sweep names the run up front, so it can find the run's record after the process ends
+    run_id = os.environ.get("RECARENA_RUN_ID") or time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     run_dir = home() / "runs" / run_id
     trainer_cfg = dict(cfg["trainer"])
     trainer_cfg.setdefault("progress_bar", progress)

@@ -1,0 +1,639 @@
+"""``recarena sweep``: many training runs (plugins x protocols x configurations x seeds), each
+in its own process with its own time and memory limit, recorded in the results store.
+
+A sweep file (``configs/sweeps/<name>.yaml``)::
+
+    name: smoke                 # defaults to the file name
+    seeds: [0, 1]
+    limits: {timeout_s: 600, memory_mb: 4000}     # per run; an entry may override
+    estimate_s: 60              # planning guess for a run never timed before
+    sets: [trainer.logger=none] # --set overrides for every run
+    runs:
+      - model: bpr
+        protocols: [synthetic-rank]
+        dataset: synthetic-4000  # optional: the protocol's dataset otherwise
+        sets: [epochs=5]
+        search:                  # optional: grid | random | tpe
+          method: random
+          trials: 4
+          space:
+            lr: [0.01, 0.05]                      # a choice
+            dim: {low: 8, high: 64, log: true, int: true}
+
+Order: every (model, protocol) gets its first configuration and seed before any gets a
+second, so a time budget (``--max-hours``) cuts breadth last. A run whose expected duration
+(the median of earlier runs of that model and protocol, else ``estimate_s``) would end past
+the budget is not launched.
+
+Resume: a run is identified by its configuration hash with the seed (``run_hash``, as the
+store records it); runs already complete are skipped, failed ones are retried only with
+``--retry-failed``. A sweep killed with SIGKILL takes its runs in flight with it (each child
+dies with its parent) and loses nothing recorded.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import itertools
+import json
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from recarena.errors import RecArenaError, UnknownNameError
+
+TOP_KEYS = {"name", "description", "seeds", "limits", "estimate_s", "sets", "runs", "search_seed"}
+RUN_KEYS = {"model", "protocols", "protocol", "dataset", "sets", "search", "limits", "seeds"}
+SEARCH_KEYS = {"method", "trials", "space", "seed"}
+LIMIT_KEYS = {"timeout_s", "memory_mb"}
+
+
+# ------------------------------------------------------------------ the sweep file
+def find_sweep(name_or_path: str) -> Path:
+    p = Path(name_or_path)
+    if p.exists():
+        return p
+    from recarena.config import find_config
+
+    found = find_config("sweeps", name_or_path)
+    if found is None:
+        from recarena.paths import config_dirs
+
+        names = sorted({q.stem for d in config_dirs() for q in (d / "sweeps").glob("*.yaml")})
+        raise UnknownNameError("sweep", name_or_path, names)
+    return found
+
+
+def _check_keys(where: str, d: dict, allowed: set) -> None:
+    if not isinstance(d, dict):
+        raise RecArenaError(f"{where}: expected a mapping, got {type(d).__name__}.")
+    bad = sorted(set(d) - allowed)
+    if bad:
+        import difflib
+
+        hints = [f"{k!r} (did you mean {difflib.get_close_matches(k, allowed, 1)[0]!r}?)" if difflib.get_close_matches(k, allowed, 1)
+                 else repr(k) for k in bad]
+        raise RecArenaError(f"{where}: unknown key(s) {', '.join(hints)}; allowed: {', '.join(sorted(allowed))}.")
+
+
+def load_sweep(path: str | Path) -> dict:
+    import yaml
+
+    path = Path(path)
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        raise RecArenaError(f"{path}{line}: not valid YAML ({getattr(e, 'problem', e)}).") from None
+    _check_keys(str(path), doc or {}, TOP_KEYS)
+    doc = dict(doc)
+    doc.setdefault("name", path.stem)
+    if not doc.get("runs"):
+        raise RecArenaError(f"{path}: 'runs' is empty: name at least one model and protocol.")
+    for i, r in enumerate(doc["runs"]):
+        where = f"{path}: runs[{i}]"
+        _check_keys(where, r, RUN_KEYS)
+        if "model" not in r or not (r.get("protocols") or r.get("protocol")):
+            raise RecArenaError(f"{where}: needs 'model' and 'protocols'.")
+        if "search" in r:
+            _check_keys(f"{where}.search", r["search"], SEARCH_KEYS)
+            if r["search"].get("method", "grid") not in ("grid", "random", "tpe"):
+                raise RecArenaError(f"{where}.search.method: expected grid, random or tpe, got {r['search']['method']!r}.")
+        for lim in (r.get("limits") or {}, doc.get("limits") or {}):
+            _check_keys(f"{where}.limits", lim, LIMIT_KEYS)
+    return doc
+
+
+# ------------------------------------------------------------------ expansion
+@dataclass
+class Run:
+    """One training run of a sweep, before or after it ran."""
+
+    model: str
+    protocol: str
+    dataset: str | None
+    seed: int
+    sets: list[str]
+    params: dict
+    entry: int
+    trial: int
+    limits: dict
+    run_hash: str = ""
+    tpe: Any = None  # the optuna trial of a TPE search, asked at launch
+    run_id: str = ""
+    status: str = "pending"  # pending | skipped | running | ok | failed | not-launched
+    error: str = ""
+    started: float = 0.0
+    seconds: float = 0.0
+    metric: float | None = None
+    peak_mb: float = 0.0
+
+    @property
+    def label(self) -> str:
+        ps = ",".join(f"{k}={v}" for k, v in self.params.items())
+        return f"{self.model}/{self.protocol} seed {self.seed}" + (f" [{ps}]" if ps else "")
+
+
+def _space_value(spec, rng: random.Random):
+    if isinstance(spec, list):
+        return rng.choice(spec)
+    if isinstance(spec, dict):
+        lo, hi = spec["low"], spec["high"]
+        if spec.get("log"):
+            import math
+
+            v = math.exp(rng.uniform(math.log(lo), math.log(hi)))
+        else:
+            v = rng.uniform(lo, hi)
+        return int(round(v)) if spec.get("int") else float(f"{v:.6g}")
+    return spec
+
+
+def _fmt(v) -> str:
+    return json.dumps(v) if isinstance(v, (list, dict)) else str(v)
+
+
+def configurations(search: dict | None, sweep_seed: int = 0) -> list[dict] | int:
+    """The parameter sets of a search: a list for grid/random; for TPE, the trial count."""
+    if not search:
+        return [{}]
+    method, space = search.get("method", "grid"), search.get("space") or {}
+    if method == "grid":
+        for k, v in space.items():
+            if not isinstance(v, list):
+                raise RecArenaError(f"search.space.{k}: a grid needs a list of values, got {v!r}.")
+        keys = list(space)
+        return [dict(zip(keys, combo)) for combo in itertools.product(*(space[k] for k in keys))]
+    trials = int(search.get("trials", 10))
+    if method == "random":
+        rng = random.Random(search.get("seed", sweep_seed))
+        return [{k: _space_value(v, rng) for k, v in space.items()} for _ in range(trials)]
+    return trials
+
+
+def expand(doc: dict) -> list[Run]:
+    """Every run of the sweep in launch order: configuration rank and seed rank first, so
+    each (model, protocol) gets its first run before any gets a second."""
+    runs = []
+    base_sets = list(doc.get("sets") or [])
+    for e, r in enumerate(doc["runs"]):
+        protocols = r.get("protocols") or [r["protocol"]]
+        protocols = [protocols] if isinstance(protocols, str) else protocols
+        seeds = r.get("seeds", doc.get("seeds", [0]))
+        limits = {**(doc.get("limits") or {}), **(r.get("limits") or {})}
+        confs = configurations(r.get("search"), doc.get("search_seed", 0))
+        n = confs if isinstance(confs, int) else len(confs)
+        for p in protocols:
+            for t in range(n):
+                params = {} if isinstance(confs, int) else confs[t]
+                for si, seed in enumerate(seeds):
+                    sets = base_sets + list(r.get("sets") or []) + [f"{k}={_fmt(v)}" for k, v in params.items()]
+                    run = Run(r["model"], p, r.get("dataset"), int(seed), sets, dict(params), e, t, limits)
+                    run.rank = (si if not isinstance(confs, int) else 0, t, si, e)  # type: ignore[attr-defined]
+                    run.tpe = confs if isinstance(confs, int) else None  # marks a TPE slot
+                    runs.append(run)
+    runs.sort(key=lambda x: x.rank)  # type: ignore[attr-defined]
+    return runs
+
+
+def run_hash(run: Run) -> str:
+    from recarena import plugins
+    from recarena.config import config_hash, resolve
+    from recarena.protocols import load_protocol
+
+    proto = load_protocol(run.protocol)
+    cfg = resolve(plugins.get(run.model), run.model, proto, run.dataset or proto["dataset"], run.seed, None, run.sets)
+    return config_hash(cfg, with_seed=True)
+
+
+# ------------------------------------------------------------------ processes
+def _die_with_parent() -> None:
+    os.setsid()
+    try:  # Linux: the child gets SIGKILL when the sweep dies, however it dies
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def _tree_rss_mb(pid: int) -> float:
+    """RSS of a process and its descendants (MiB), from /proc."""
+    total, todo = 0, [pid]
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(d.name))
+            except (OSError, IndexError, ValueError):
+                pass
+    while todo:
+        p = todo.pop()
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+        todo += children.get(p, [])
+    return total / 1024
+
+
+def _kill_group(p: subprocess.Popen, sig=signal.SIGKILL) -> None:
+    try:
+        os.killpg(p.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+@dataclass
+class Sweep:
+    doc: dict
+    jobs: int = 1
+    max_hours: float | None = None
+    retry_failed: bool = False
+    data_dir: str | None = None
+    wandb: str = "offline"
+    progress: bool = True
+    log: Any = print
+    runs: list[Run] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.doc["name"]
+
+    def _estimate(self, run: Run, store) -> float:
+        done = [r.seconds for r in self.runs if r.status == "ok" and (r.model, r.protocol) == (run.model, run.protocol)]
+        if not done:
+            past = store.runs(protocol=run.protocol, model=run.model)
+            done = [(r["finished_at"] or 0) - (r["started_at"] or 0) for r in past if r.get("finished_at")]
+        return statistics.median(done) if done else float(self.doc.get("estimate_s", 60))
+
+    def _gpus(self) -> list[str]:
+        if os.environ.get("CUDA_VISIBLE_DEVICES") == "":
+            return []
+        try:
+            out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            return []
+        return [str(i) for i, line in enumerate(out.splitlines()) if line.startswith("GPU")]
+
+    def command(self, run: Run) -> list[str]:
+        cmd = [sys.executable, "-m", "recarena.cli", "train", run.model, "--protocol", run.protocol, "--seed", str(run.seed),
+               "--sweep", self.name, "--json", "--no-progress"]
+        if run.dataset:
+            cmd += ["--dataset", run.dataset]
+        if self.data_dir:
+            cmd += ["--data-dir", str(self.data_dir)]
+        for s in run.sets:
+            cmd += ["--set", s]
+        return cmd
+
+    def plan(self, store) -> list[Run]:
+        """Expands the sweep and marks runs already recorded (by run_hash)."""
+        self.runs = expand(self.doc)
+        recorded: dict[str, str] = {}
+        for r in store.runs(status=None):
+            if r["status"] == "ok" or r["run_hash"] not in recorded:
+                recorded[r["run_hash"]] = r["status"]
+        self._study = {}
+        for run in self.runs:
+            if run.tpe is not None:
+                continue  # hashed when its parameters are asked
+            run.run_hash = run_hash(run)
+            st = recorded.get(run.run_hash)
+            if st == "ok" or (st == "failed" and not self.retry_failed):
+                run.status = "skipped" if st == "ok" else "skipped-failed"
+        self._tpe_setup(store)
+        return self.runs
+
+    # ---- TPE (optuna ask/tell; finished trials of an earlier attempt are told again)
+    def _tpe_setup(self, store) -> None:
+        tpe_runs = [r for r in self.runs if r.tpe is not None]
+        if not tpe_runs:
+            return
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        from recarena.protocols import load_protocol
+
+        for key in sorted({(r.entry, r.protocol) for r in tpe_runs}):
+            entry = self.doc["runs"][key[0]]
+            proto = load_protocol(key[1])
+            direction = "minimize" if proto["select"] in ("rmse", "mae", "logloss") else "maximize"
+            study = optuna.create_study(direction=direction, sampler=optuna.samplers.TPESampler(seed=entry["search"].get("seed", 0)))
+            space = entry["search"].get("space") or {}
+            dists = {k: _distribution(v) for k, v in space.items()}
+            done = 0
+            for r in store.runs(protocol=key[1], model=entry["model"], sweep=self.name):
+                params = {k: r["config"]["params"].get(k) for k in space}
+                value = (r.get("valid_metrics") or {}).get(proto["select"])
+                if value is not None and all(v is not None for v in params.values()):
+                    study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=value))
+                    done += 1
+            slots = [r for r in tpe_runs if (r.entry, r.protocol) == key]
+            for r in slots[:done]:
+                r.status = "skipped"
+            self._study[key] = (study, dists, proto["select"])
+
+    def _ask(self, run: Run) -> None:
+        study, dists, _ = self._study[(run.entry, run.protocol)]
+        trial = study.ask(dists)
+        run.tpe = trial
+        run.params = dict(trial.params)
+        run.sets = run.sets + [f"{k}={_fmt(v)}" for k, v in run.params.items()]
+        run.run_hash = run_hash(run)
+
+    def _tell(self, run: Run, value: float | None) -> None:
+        import optuna
+
+        if run.tpe is None or isinstance(run.tpe, int):
+            return
+        study, _, _ = self._study[(run.entry, run.protocol)]
+        state = optuna.trial.TrialState.COMPLETE if value is not None else optuna.trial.TrialState.FAIL
+        study.tell(run.tpe, value if value is not None else None, state=state)
+
+    # ---- the loop
+    def execute(self, store) -> dict:
+        if not self.runs:
+            self.plan(store)
+        pending = [r for r in self.runs if r.status == "pending"]
+        deadline = time.time() + self.max_hours * 3600 if self.max_hours else None
+        gpus = self._gpus()
+        free_gpus = list(gpus)
+        running: dict[int, tuple[Run, subprocess.Popen, Any, str | None]] = {}
+        logs = Path(os.environ.get("RECARENA_HOME") or Path.home() / ".recarena") / "sweeps" / self.name
+        logs.mkdir(parents=True, exist_ok=True)
+        t_start = time.time()
+        interrupted = False
+        last_view = 0.0
+
+        def launch(run: Run) -> None:
+            if isinstance(run.tpe, int):
+                self._ask(run)
+            run.run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+            env = {**os.environ, "RECARENA_RUN_ID": run.run_id, "WANDB_MODE": self.wandb, "PYTHONUNBUFFERED": "1"}
+            gpu = free_gpus.pop(0) if free_gpus else None
+            if gpus:
+                env["CUDA_VISIBLE_DEVICES"] = gpu or ""
+            else:
+                env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // self.jobs)))
+            out = open(logs / f"{run.run_id}.log", "wb")
+            p = subprocess.Popen(self.command(run), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                                 preexec_fn=_die_with_parent)
+            run.status, run.started = "running", time.time()
+            running[p.pid] = (run, p, out, gpu)
+
+        def finish(run: Run, p: subprocess.Popen, out, gpu, reason: str | None) -> None:
+            out.close()
+            if gpu is not None:
+                free_gpus.append(gpu)
+            run.seconds = time.time() - run.started
+            rec = store.get(run.run_id)
+            tail = _tail(logs / f"{run.run_id}.log")
+            if rec is not None and rec["status"] == "ok" and reason is None:
+                run.status = "ok"
+                from recarena.protocols import load_protocol
+
+                sel = load_protocol(run.protocol)["select"]
+                run.metric = (rec.get("test_metrics") or {}).get(sel)
+                run.peak_mb = rec.get("peak_memory_mb") or 0.0
+                self._tell(run, (rec.get("valid_metrics") or {}).get(sel))
+                return
+            run.status = "failed"
+            last = next((line for line in reversed(tail.splitlines()) if line.strip()), "")
+            run.error = reason or (rec or {}).get("error") or f"exit code {p.returncode}: {last.strip()}"
+            self._tell(run, None)
+            self._record_failure(store, run, tail)
+
+        try:
+            while pending or running:
+                # launch
+                while pending and len(running) < self.jobs:
+                    run = pending[0]
+                    if deadline is not None and time.time() + self._estimate(run, store) > deadline:
+                        for r in pending:
+                            r.status = "not-launched"
+                        pending = []
+                        break
+                    pending.pop(0)
+                    launch(run)
+                # watch
+                time.sleep(0.05)
+                for pid, (run, p, out, gpu) in list(running.items()):
+                    reason = None
+                    rc = p.poll()
+                    if rc is None:
+                        lim = run.limits
+                        if lim.get("timeout_s") and time.time() - run.started > lim["timeout_s"]:
+                            reason = f"timeout: still running after {lim['timeout_s']} s (killed)"
+                        elif lim.get("memory_mb"):
+                            rss = _tree_rss_mb(pid)
+                            run.peak_mb = max(run.peak_mb, rss)
+                            if rss > lim["memory_mb"]:
+                                reason = f"memory limit: {rss:.0f} MiB resident > {lim['memory_mb']} MiB (killed)"
+                        if reason is None:
+                            continue
+                        _kill_group(p)
+                        p.wait()
+                    elif rc != 0 and rc < 0:
+                        reason = f"killed by signal {-rc} ({signal.Signals(-rc).name})"
+                    del running[pid]
+                    finish(run, p, out, gpu, reason)
+                if self.progress and time.time() - last_view > 1.0:
+                    self._view(t_start, len(running))
+                    last_view = time.time()
+        except KeyboardInterrupt:
+            interrupted = True
+            for run, p, out, _gpu in running.values():
+                _kill_group(p, signal.SIGTERM)
+            for run, p, out, _gpu in running.values():
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    _kill_group(p)
+                    p.wait()
+                out.close()
+                run.status = "interrupted"
+        summary = self.summary(t_start)
+        summary["interrupted"] = interrupted
+        return summary
+
+    def _record_failure(self, store, run: Run, tail: str) -> None:
+        rec = store.get(run.run_id)
+        if rec is not None:  # the run recorded its own failure (a Python exception): add the log
+            rec.update(error=f"{run.error}\n--- log tail ---\n{tail}")
+            store.record(rec)
+            return
+        from recarena import plugins
+        from recarena.config import config_hash, resolve
+        from recarena.protocols import load_protocol
+
+        proto = load_protocol(run.protocol)
+        cfg = resolve(plugins.get(run.model), run.model, proto, run.dataset or proto["dataset"], run.seed, None, run.sets)
+        store.record({
+            "run_id": run.run_id, "model": run.model, "dataset": cfg["dataset"], "protocol": proto["name"], "seed": run.seed,
+            "status": "failed", "config": cfg, "config_hash": config_hash(cfg), "run_hash": config_hash(cfg, with_seed=True),
+            "started_at": run.started, "finished_at": time.time(), "sweep": self.name,
+            "peak_memory_mb": run.peak_mb or None, "error": f"{run.error}\n--- log tail ---\n{tail}",
+        })
+
+    def _counts(self) -> dict:
+        c: dict[str, int] = {}
+        for r in self.runs:
+            c[r.status] = c.get(r.status, 0) + 1
+        return c
+
+    def best(self) -> dict:
+        from recarena.protocols import load_protocol
+
+        out = {}
+        for r in self.runs:
+            if r.status != "ok" or r.metric is None:
+                continue
+            proto = load_protocol(r.protocol)
+            lower = proto["select"] in ("rmse", "mae", "logloss")
+            cur = out.get(r.protocol)
+            if cur is None or (r.metric < cur[1] if lower else r.metric > cur[1]):
+                out[r.protocol] = (r.model, r.metric, proto["select"])
+        return out
+
+    def _view(self, t_start: float, n_running: int) -> None:
+        c = self._counts()
+        done = [r for r in self.runs if r.status in ("ok", "failed")]
+        left = [r for r in self.runs if r.status in ("pending", "running")]
+        eta = ""
+        if done and left:
+            per = statistics.mean(r.seconds for r in done)
+            eta = f", ETA {_hms(per * len(left) / max(1, self.jobs))}"
+        best = "; ".join(f"{p}: {m} {k} {v:.4f}" for p, (m, v, k) in self.best().items())
+        line = (f"sweep {self.name}: {c.get('ok', 0)} done, {c.get('failed', 0)} failed, {n_running} running, "
+                f"{c.get('pending', 0)} waiting, {c.get('skipped', 0)} already recorded{eta}" + (f" | best {best}" if best else ""))
+        if sys.stderr.isatty():
+            print("\r" + line[:200].ljust(200), end="", file=sys.stderr, flush=True)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+    def summary(self, t_start: float) -> dict:
+        c = self._counts()
+        return {"sweep": self.name, "runs": len(self.runs), "counts": c, "wall_seconds": round(time.time() - t_start, 1),
+                "best": {p: {"model": m, k: v} for p, (m, v, k) in self.best().items()},
+                "failed": [{"run": r.label, "run_id": r.run_id, "error": r.error} for r in self.runs if r.status == "failed"],
+                "timings": _timings(self.runs)}
+
+
+def _distribution(spec):
+    import optuna
+
+    if isinstance(spec, list):
+        return optuna.distributions.CategoricalDistribution(spec)
+    if spec.get("int"):
+        return optuna.distributions.IntDistribution(int(spec["low"]), int(spec["high"]), log=bool(spec.get("log")))
+    return optuna.distributions.FloatDistribution(float(spec["low"]), float(spec["high"]), log=bool(spec.get("log")))
+
+
+def _timings(runs: list[Run]) -> dict:
+    out: dict[str, list[float]] = {}
+    for r in runs:
+        if r.status == "ok":
+            out.setdefault(f"{r.model}/{r.protocol}", []).append(r.seconds)
+    return {k: round(statistics.median(v), 1) for k, v in out.items()}
+
+
+def _tail(path: Path, n: int = 20) -> str:
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join(lines[-n:])
+
+
+def _hms(s: float) -> str:
+    s = int(s)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def emit_slurm(sweep: Sweep, runs: list[Run], out: Path) -> Path:
+    """An sbatch array script: one task per run still to do, results into the same store."""
+    todo = [r for r in runs if r.status == "pending" and r.tpe is None]
+    import shlex
+
+    cases = "\n".join(f"  {i}) exec {' '.join(shlex.quote(a) for a in sweep.command(r))} ;;" for i, r in enumerate(todo))
+    lim = sweep.doc.get("limits") or {}
+    minutes = max(1, int((lim.get("timeout_s") or 3600) / 60) + 5)
+    mem = f"#SBATCH --mem={int(lim['memory_mb'])}M\n" if lim.get("memory_mb") else ""
+    script = f"""#!/bin/bash
+# recarena sweep {sweep.name}: {len(todo)} runs (TPE searches need the live sweep and are left out)
+#SBATCH --job-name=recarena-{sweep.name}
+#SBATCH --array=0-{max(0, len(todo) - 1)}
+#SBATCH --time={minutes}
+{mem}#SBATCH --output=recarena-{sweep.name}-%a.log
+export RECARENA_HOME="${{RECARENA_HOME:-{os.environ.get('RECARENA_HOME', '$HOME/.recarena')}}}"
+export WANDB_MODE="${{WANDB_MODE:-{sweep.wandb}}}"
+case "$SLURM_ARRAY_TASK_ID" in
+{cases}
+esac
+"""
+    out.write_text(script)
+    out.chmod(0o755)
+    return out
+
+
+def main(argv: list[str]) -> int:
+    import argparse
+
+    from recarena.store import ResultsStore
+
+    ap = argparse.ArgumentParser(prog="recarena sweep")
+    ap.add_argument("sweep", help="configs/sweeps/<name>.yaml or a sweep name")
+    ap.add_argument("--jobs", "-j", type=int, default=1)
+    ap.add_argument("--max-hours", type=float)
+    ap.add_argument("--resume", action="store_true", help="skip runs already recorded (the default; kept for clarity)")
+    ap.add_argument("--retry-failed", action="store_true", help="run again the runs that failed before")
+    ap.add_argument("--data-dir")
+    ap.add_argument("--wandb", choices=["offline", "online", "disabled"], default="offline")
+    ap.add_argument("--emit", choices=["slurm"], help="write a scheduler script instead of running")
+    ap.add_argument("--out", help="with --emit: where to write the script")
+    ap.add_argument("--dry-run", action="store_true", help="list the runs and exit")
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args(argv)
+    if a.jobs < 1:
+        raise RecArenaError(f"--jobs {a.jobs}: expected at least 1.")
+    doc = load_sweep(find_sweep(a.sweep))
+    store = ResultsStore()
+    sw = Sweep(doc, jobs=a.jobs, max_hours=a.max_hours, retry_failed=a.retry_failed, data_dir=a.data_dir, wandb=a.wandb,
+               progress=not a.json)
+    runs = sw.plan(store)
+    todo = [r for r in runs if r.status == "pending"]
+    print(f"sweep {sw.name}: {len(runs)} runs, {len(todo)} to do, {len(runs) - len(todo)} already recorded", file=sys.stderr)
+    if a.dry_run:
+        for r in runs:
+            print(f"{r.status:<15} {r.label}")
+        return 0
+    if a.emit:
+        path = emit_slurm(sw, runs, Path(a.out or f"{sw.name}.sbatch"))
+        print(f"wrote {path}: sbatch {path}")
+        return 0
+    summary = sw.execute(store)
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    if a.json:
+        print(json.dumps(summary))
+    else:
+        c = summary["counts"]
+        best = "; ".join(f"{p}: {b['model']} " + ", ".join(f"{k} {v:.4f}" for k, v in b.items() if k != "model")
+                         for p, b in summary["best"].items())
+        print(f"sweep {sw.name}: {c.get('ok', 0)} ok, {c.get('failed', 0)} failed, {c.get('not-launched', 0)} not launched "
+              f"(budget), {c.get('skipped', 0)} already recorded, in {_hms(summary['wall_seconds'])}" + (f"; best {best}" if best else ""))
+        for f in summary["failed"]:
+            print(f"  FAILED {f['run']} ({f['run_id']}): {f['error'].splitlines()[0]}")
+    # failed runs are results of the sweep (recorded with their reasons), not a failure of it
+    return 130 if summary["interrupted"] else 0

@@ -1,0 +1,263 @@
+"""recarena sweep: isolation of failing runs, resume after SIGKILL, the time budget, TPE, slurm."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from recarena.errors import RecArenaError
+from recarena.store import ResultsStore
+from recarena.sweep import expand, load_sweep
+
+ROOT = Path(__file__).resolve().parents[1]
+
+BAD_PLUGINS = '''
+"""Plugins that misbehave, for the sweep's tests: registered through a real entry point (a
+dist-info folder on PYTHONPATH), exactly as an installed distribution would be."""
+import os
+import time
+
+import numpy as np
+import torch
+
+from recarena import Capabilities, Recommender, Task
+
+
+class _Base(Recommender):
+    capabilities = Capabilities(tasks={Task.RANKING})
+
+    def __init__(self, seconds: float = 0.0):
+        self.seconds = seconds
+
+    def _score(self, users):
+        return torch.zeros(len(users), self.n_items_)
+
+
+class Crash(_Base):
+    def _fit(self, train, valid, monitor):
+        os.abort()  # a hard crash (SIGABRT), as a segfault in native code would be
+
+
+class Hog(_Base):
+    def _fit(self, train, valid, monitor):
+        hoard = []
+        while True:  # grows until something stops it
+            hoard.append(np.ones(25_000_000 // 8))
+            time.sleep(0.01)
+
+
+class Hang(_Base):
+    def _fit(self, train, valid, monitor):
+        while True:
+            time.sleep(1)
+
+
+class Sleepy(_Base):
+    """Takes ``seconds`` to fit, then ranks by popularity."""
+
+    def _fit(self, train, valid, monitor):
+        time.sleep(self.seconds)
+        self.pop_ = torch.from_numpy(train.item_counts().astype(np.float32))
+
+    def _score(self, users):
+        return self.pop_.unsqueeze(0).expand(len(users), -1).clone()
+'''
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    """RECARENA_HOME for this test and the misbehaving plugins on PYTHONPATH, as entry points."""
+    site = tmp_path / "site"
+    (site / "sweep_bad_plugins-0.1.dist-info").mkdir(parents=True)
+    (site / "sweep_bad_plugins.py").write_text(BAD_PLUGINS)
+    (site / "sweep_bad_plugins-0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: sweep-bad-plugins\nVersion: 0.1\n")
+    (site / "sweep_bad_plugins-0.1.dist-info" / "entry_points.txt").write_text(
+        "[recarena.models]\ncrash = sweep_bad_plugins:Crash\nhog = sweep_bad_plugins:Hog\n"
+        "hang = sweep_bad_plugins:Hang\nsleepy = sweep_bad_plugins:Sleepy\n")
+    e = {**os.environ, "RECARENA_HOME": str(tmp_path / "home"), "PYTHONPATH": f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+         "RECARENA_CONFIGS": str(ROOT / "configs")}
+    monkeypatch.setenv("RECARENA_HOME", e["RECARENA_HOME"])
+    monkeypatch.syspath_prepend(str(site))
+    from recarena import plugins
+
+    plugins.discover.cache_clear()
+    yield e
+    plugins.discover.cache_clear()
+
+
+def sweep_file(tmp_path, body: str) -> Path:
+    p = tmp_path / "sweeps" / "t.yaml"
+    p.parent.mkdir(exist_ok=True)
+    p.write_text(textwrap.dedent(body))
+    return p
+
+
+def run_sweep(env, path, *args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "recarena.cli", "sweep", str(path), "--json", *args], env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def ok_set(store: ResultsStore, sweep: str) -> list:
+    return sorted((r["model"], r["protocol"], r["seed"], r["run_hash"]) for r in store.runs(status="ok", sweep=sweep))
+
+
+SMOKE_PLUS_BAD = """
+    name: t
+    seeds: [0, 1]
+    limits: {timeout_s: 120, memory_mb: 3000}
+    sets: [trainer.logger=none]
+    runs:
+      - {model: pop, protocols: [synthetic-rank], dataset: synthetic-4000}
+      - {model: biased-mf, protocols: [synthetic-rating], dataset: synthetic-4000, sets: [epochs=2, dim=8]}
+      - {model: crash, protocols: [synthetic-rank], dataset: synthetic-4000, seeds: [0]}
+      - {model: hog, protocols: [synthetic-rank], dataset: synthetic-4000, seeds: [0], limits: {memory_mb: 600}}
+      - {model: hang, protocols: [synthetic-rank], dataset: synthetic-4000, seeds: [0], limits: {timeout_s: 15}}
+"""
+
+
+@pytest.mark.slow
+def test_failing_runs_fail_alone_with_their_reasons(env, tmp_path):
+    out = run_sweep(env, sweep_file(tmp_path, SMOKE_PLUS_BAD), "--jobs", "2")
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert summary["counts"] == {"ok": 4, "failed": 3}
+    errors = {f["run"].split("/")[0]: f["error"] for f in summary["failed"]}
+    assert "SIGABRT" in errors["crash"]
+    assert errors["hog"].startswith("memory limit:") and "> 600 MiB" in errors["hog"]
+    assert errors["hang"].startswith("timeout: still running after 15 s")
+    store = ResultsStore()
+    failed = {r["model"]: r for r in store.runs(status="failed", sweep="t")}
+    assert set(failed) == {"crash", "hog", "hang"}
+    assert all("--- log tail ---" in r["error"] for r in failed.values())
+    assert len(ok_set(store, "t")) == 4
+    # re-running the same command skips everything recorded; failures only on request
+    again = json.loads(run_sweep(env, tmp_path / "sweeps" / "t.yaml").stdout)
+    assert again["counts"] == {"skipped": 4, "skipped-failed": 3}
+
+
+RESUMABLE = """
+    name: r
+    seeds: [0, 1, 2]
+    sets: [trainer.logger=none]
+    runs:
+      - {model: sleepy, protocols: [synthetic-rank], dataset: synthetic-4000, sets: [seconds=1.5]}
+      - {model: pop, protocols: [synthetic-rank], dataset: synthetic-4000}
+      - {model: biased-mf, protocols: [synthetic-rating], dataset: synthetic-4000, sets: [epochs=2, dim=8]}
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_gives_the_uninterrupted_result_set(env, tmp_path):
+    path = sweep_file(tmp_path, RESUMABLE)
+    p = subprocess.Popen([sys.executable, "-m", "recarena.cli", "sweep", str(path), "--json"], env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    store = ResultsStore()
+    deadline = time.time() + 300
+    while len(store.runs(status="ok", sweep="r")) < 3 and time.time() < deadline:
+        time.sleep(0.2)
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    n_before = len(store.runs(status="ok", sweep="r"))
+    assert 3 <= n_before < 9
+    time.sleep(1)  # a child that outlived its parent would record now; none must
+    assert len(store.runs(status=None, sweep="r")) == n_before
+    out = run_sweep(env, path, "--resume")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["counts"] == {"skipped": n_before, "ok": 9 - n_before}
+    got = ok_set(store, "r")
+    assert len(got) == 9 and len({h for *_, h in got}) == 9  # every run once, none twice
+    # the same set as an uninterrupted sweep (by configuration hash with the seed)
+    from recarena.sweep import Sweep
+
+    planned = Sweep(load_sweep(path)).plan(ResultsStore(Path(env["RECARENA_HOME"]) / "elsewhere.db"))
+    assert sorted(r.run_hash for r in planned) == sorted(h for *_, h in got)
+
+
+def test_launch_order_gives_every_pair_its_first_run_first(tmp_path):
+    doc = load_sweep(sweep_file(tmp_path, """
+        seeds: [0, 1]
+        runs:
+          - {model: pop, protocols: [synthetic-rank, ml100k-rank]}
+          - {model: bpr, protocols: [synthetic-rank], search: {method: grid, space: {lr: [0.1, 0.2]}}}
+    """))
+    order = [(r.model, r.protocol, r.seed, r.params.get("lr")) for r in expand(doc)]
+    first_seen = {}
+    for i, (m, p, s, _) in enumerate(order):
+        first_seen.setdefault((m, p), i)
+    assert max(first_seen.values()) < min(i for i, o in enumerate(order) if o[2] == 1)
+    assert order[:3] == [("pop", "synthetic-rank", 0, None), ("pop", "ml100k-rank", 0, None), ("bpr", "synthetic-rank", 0, 0.1)]
+    assert len(order) == 2 * 2 + 2 * 2
+
+
+@pytest.mark.slow
+def test_max_hours_stops_launching_what_would_not_fit(env, tmp_path):
+    path = sweep_file(tmp_path, """
+        name: b
+        seeds: [0, 1, 2, 3]
+        estimate_s: 6
+        sets: [trainer.logger=none]
+        runs:
+          - {model: sleepy, protocols: [synthetic-rank], dataset: synthetic-4000, sets: [seconds=3]}
+          - {model: pop, protocols: [synthetic-rank], dataset: synthetic-4000}
+    """)
+    t = time.time()
+    out = run_sweep(env, path, "--max-hours", str(25 / 3600))
+    wall = time.time() - t
+    s = json.loads(out.stdout)
+    assert s["counts"].get("not-launched", 0) > 0 and s["counts"]["ok"] >= 2
+    assert wall < 25 + 15, f"the sweep ran {wall:.0f} s on a 25 s budget"
+    done = {(r["model"], r["seed"]) for r in ResultsStore().runs(sweep="b")}
+    # breadth first: nobody got seed 1 before everybody had seed 0
+    assert ("sleepy", 0) in done and ("pop", 0) in done
+    for m in ("sleepy", "pop"):
+        seeds = sorted(sd for mm, sd in done if mm == m)
+        assert seeds == list(range(len(seeds)))
+
+
+@pytest.mark.slow
+def test_tpe_search_records_trials_and_resumes(env, tmp_path):
+    pytest.importorskip("optuna")
+    path = sweep_file(tmp_path, """
+        name: tpe
+        seeds: [0]
+        sets: [trainer.logger=none, epochs=2]
+        runs:
+          - model: bpr
+            protocols: [synthetic-rank]
+            dataset: synthetic-4000
+            search: {method: tpe, trials: 3, space: {lr: {low: 0.001, high: 0.1, log: true}, dim: [4, 8]}}
+    """)
+    s = json.loads(run_sweep(env, path, "--jobs", "2").stdout)
+    assert s["counts"] == {"ok": 3}
+    runs = ResultsStore().runs(sweep="tpe")
+    assert len({(r["config"]["params"]["lr"], r["config"]["params"]["dim"]) for r in runs}) == 3
+    assert all(0.001 <= r["config"]["params"]["lr"] <= 0.1 for r in runs)
+    s = json.loads(run_sweep(env, path).stdout)
+    assert s["counts"] == {"skipped": 3}
+
+
+def test_emit_slurm_writes_an_array_script(env, tmp_path):
+    path = sweep_file(tmp_path, SMOKE_PLUS_BAD)
+    out = subprocess.run([sys.executable, "-m", "recarena.cli", "sweep", str(path), "--emit", "slurm", "--out",
+                          str(tmp_path / "t.sbatch")], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    script = (tmp_path / "t.sbatch").read_text()
+    assert "#SBATCH --array=0-6" in script and script.count("recarena.cli train") == 7
+    assert "--sweep t" in script and "--seed 1" in script
+
+
+def test_bad_sweep_files_say_where(tmp_path):
+    with pytest.raises(RecArenaError, match=r"runs\[0\]: unknown key\(s\) 'protocls' \(did you mean 'protocols'\?\)"):
+        load_sweep(sweep_file(tmp_path, "runs:\n  - {model: pop, protocls: [x]}\n"))
+    with pytest.raises(RecArenaError, match=r"t.yaml:3: not valid YAML"):
+        load_sweep(sweep_file(tmp_path, "runs:\n  - {model: pop\n  protocols: [x]\n"))
+    with pytest.raises(RecArenaError, match="search.method: expected grid, random or tpe"):
+        load_sweep(sweep_file(tmp_path, "runs:\n  - {model: pop, protocols: [x], search: {method: bayes}}\n"))
