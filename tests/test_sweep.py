@@ -190,7 +190,7 @@ def test_launch_order_gives_every_pair_its_first_run_first(tmp_path):
     """))
     order = [(r.model, r.protocol, r.seed, r.params.get("lr")) for r in expand(doc)]
     first_seen = {}
-    for i, (m, p, s, _) in enumerate(order):
+    for i, (m, p, _s, _) in enumerate(order):
         first_seen.setdefault((m, p), i)
     assert max(first_seen.values()) < min(i for i, o in enumerate(order) if o[2] == 1)
     assert order[:3] == [("pop", "synthetic-rank", 0, None), ("pop", "ml100k-rank", 0, None), ("bpr", "synthetic-rank", 0, 0.1)]

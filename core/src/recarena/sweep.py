@@ -453,7 +453,7 @@ class Sweep:
                     last_view = time.time()
         except KeyboardInterrupt:
             interrupted = True
-            for run, p, out, _gpu in running.values():
+            for _run, p, _out, _gpu in running.values():
                 _kill_group(p, signal.SIGTERM)
             for run, p, out, _gpu in running.values():
                 try:
