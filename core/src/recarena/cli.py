@@ -10,6 +10,9 @@ import textwrap
 import warnings
 
 
+DELEGATED = ("serve", "db", "sweep", "report", "viz")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="recarena", description="Recommendation models as plugins on one shared data/eval pipeline.")
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
@@ -36,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("datasets", help="known datasets")
     sub.add_parser("protocols", help="known protocols")
 
-    for name in ("serve", "db", "sweep", "report", "viz"):
+    for name in DELEGATED:
         sp = sub.add_parser(name, help=f"({name}: provided by its package once installed)")
         sp.add_argument("args", nargs=argparse.REMAINDER)
     return p
@@ -141,9 +144,14 @@ def main(argv: list[str] | None = None) -> int:
     # our own warnings (sampled evaluation, ...) read as one line, without source excerpts
     warnings.formatwarning = lambda msg, cat, *a, **k: f"recarena: {cat.__name__}: {msg}\n"
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-    a = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in DELEGATED:
+        # handed over whole: argparse's REMAINDER drops a leading --option ("report --sweep x")
+        a = argparse.Namespace(cmd=argv[0], args=argv[1:])
+    else:
+        a = _parser().parse_args(argv)
     try:
-        if a.cmd in ("serve", "db", "sweep", "report", "viz"):
+        if a.cmd in DELEGATED:
             return _delegate(a.cmd, a.args)
         return {"train": _cmd_train, "leaderboard": _cmd_leaderboard, "plugins": _cmd_plugins,
                 "datasets": _cmd_datasets, "protocols": _cmd_protocols}[a.cmd](a)
