@@ -9,7 +9,6 @@ import sys
 import textwrap
 import warnings
 
-
 DELEGATED = ("serve", "db", "sweep", "report", "viz")
 
 
