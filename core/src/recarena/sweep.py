@@ -602,12 +602,19 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--wandb", choices=["offline", "online", "disabled"], default="offline")
     ap.add_argument("--emit", choices=["slurm"], help="write a scheduler script instead of running")
     ap.add_argument("--out", help="with --emit: where to write the script")
-    ap.add_argument("--dry-run", action="store_true", help="list the runs and exit")
+    ap.add_argument("--dry-run", action="store_true", help="list the runs with their expected durations, and the projection")
+    ap.add_argument("--seeds", help="only these seeds (comma-separated): a reduced run of the same sweep")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
     if a.jobs < 1:
         raise RecArenaError(f"--jobs {a.jobs}: expected at least 1.")
     doc = load_sweep(find_sweep(a.sweep))
+    if a.seeds:
+        keep = [int(x) for x in a.seeds.split(",")]
+        doc["seeds"] = [sd for sd in doc.get("seeds", [0]) if sd in keep] or keep
+        for r in doc["runs"]:
+            if "seeds" in r:
+                r["seeds"] = [sd for sd in r["seeds"] if sd in keep]
     store = ResultsStore()
     sw = Sweep(doc, jobs=a.jobs, max_hours=a.max_hours, retry_failed=a.retry_failed, data_dir=a.data_dir, wandb=a.wandb,
                progress=not a.json)
@@ -615,8 +622,15 @@ def main(argv: list[str]) -> int:
     todo = [r for r in runs if r.status == "pending"]
     print(f"sweep {sw.name}: {len(runs)} runs, {len(todo)} to do, {len(runs) - len(todo)} already recorded", file=sys.stderr)
     if a.dry_run:
+        total = 0.0
+        per_pair: dict[str, float] = {}
         for r in runs:
-            print(f"{r.status:<15} {r.label}")
+            est = sw._estimate(r, store) if r.status == "pending" else 0.0
+            total += est
+            per_pair[f"{r.model}/{r.protocol}"] = sw._estimate(r, store)
+            print(f"{r.status:<15} {_hms(est):>8}  {r.label}")
+        print(f"projection: {_hms(total)} of run time, {_hms(total / a.jobs)} wall with --jobs {a.jobs} "
+              f"(per run: the median of earlier runs of that model and protocol, else estimate_s={doc.get('estimate_s', 60)})")
         return 0
     if a.emit:
         path = emit_slurm(sw, runs, Path(a.out or f"{sw.name}.sbatch"))
