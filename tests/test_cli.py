@@ -60,6 +60,11 @@ def test_saved_config_reruns_as_is():
     second = json.loads(r.stdout.strip().splitlines()[-1])
     assert second["config_hash"] == first["config_hash"]
     assert second["metrics"]["rmse"] == pytest.approx(first["metrics"]["rmse"], abs=1e-6)
+    # a config recorded under an older version of the protocol is refused, not silently re-run
+    stale = cfg.parent / "stale.yaml"
+    stale.write_text(cfg.read_text().replace("protocol_version: 1", "protocol_version: 0"))
+    r = cli("train", "biased-mf", "--protocol", "synthetic-rating", "--config", str(stale))
+    assert r.returncode == 2 and "recorded under version 0 of protocol 'synthetic-rating', which is now at version 1" in r.stderr
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ import yaml
 from recarena.errors import RecArenaError, UnknownNameError
 from recarena.paths import config_dirs
 
-TOP_KEYS = {"model", "dataset", "protocol", "seed", "params", "trainer"}
+TOP_KEYS = {"model", "dataset", "protocol", "seed", "params", "trainer", "protocol_version"}
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -120,7 +120,10 @@ def resolve(
         layers.append(("--set", parse_sets(sets)))
 
     cfg: dict[str, Any] = {
-        "model": model_name, "dataset": dataset, "protocol": protocol["name"], "seed": seed,
+        # the protocol's version is part of the configuration: a protocol that changes what it
+        # measures (and bumps its version) must not match runs recorded under the old one
+        "model": model_name, "dataset": dataset, "protocol": protocol["name"],
+        "protocol_version": protocol.get("version", 1), "seed": seed,
         "params": {}, "trainer": {},
     }
     for where, layer in layers:
@@ -134,6 +137,12 @@ def resolve(
                 if k == "model" and layer[k] != model_name:
                     raise RecArenaError(f"{where}: model is {layer[k]!r} but the run is for {model_name!r}.")
                 cfg[k] = layer[k]
+        pv = layer.get("protocol_version")
+        if pv is not None and where not in ("plugin defaults",) and pv != cfg["protocol_version"]:
+            raise RecArenaError(
+                f"{where}: recorded under version {pv} of protocol {protocol['name']!r}, which is now at version "
+                f"{cfg['protocol_version']}: its results would not be comparable."
+            )
         if "seed" in layer and layer["seed"] is not None:
             cfg["seed"] = int(layer["seed"])
         cfg["params"].update(layer.get("params") or {})
