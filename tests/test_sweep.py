@@ -261,3 +261,28 @@ def test_bad_sweep_files_say_where(tmp_path):
         load_sweep(sweep_file(tmp_path, "runs:\n  - {model: pop\n  protocols: [x]\n"))
     with pytest.raises(RecArenaError, match="search.method: expected grid, random or tpe"):
         load_sweep(sweep_file(tmp_path, "runs:\n  - {model: pop, protocols: [x], search: {method: bayes}}\n"))
+
+
+def test_ctrl_c_stops_cleanly(env, tmp_path):
+    path = sweep_file(tmp_path, """
+        name: c
+        seeds: [0]
+        runs:
+          - {model: hang, protocols: [synthetic-rank], dataset: synthetic-4000}
+          - {model: pop, protocols: [synthetic-rank], dataset: synthetic-4000}
+    """)
+    p = subprocess.Popen([sys.executable, "-m", "recarena.cli", "sweep", str(path), "--json"], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    logs = Path(env["RECARENA_HOME"]) / "sweeps" / "c"
+    deadline = time.time() + 60
+    while not (logs.exists() and any(logs.iterdir())) and time.time() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.0)  # the hanging run is under way
+    p.send_signal(signal.SIGINT)
+    out, _ = p.communicate(timeout=30)
+    assert p.returncode == 130
+    summary = json.loads(out)
+    assert summary["interrupted"] and summary["counts"].get("interrupted") == 1
+    assert ResultsStore().runs(status=None, sweep="c") == []  # nothing half-recorded
+    ps = subprocess.run(["pgrep", "-f", "--", "train hang"], capture_output=True, text=True)
+    assert ps.stdout.strip() == "", "the interrupted run's process is still alive"
