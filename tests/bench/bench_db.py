@@ -73,11 +73,11 @@ def _load_worker(address, seed, seconds, q):
     q.put((n, lat))
 
 
-def onnx_inprocess(blob: bytes, batch: int, n: int) -> list[float]:
+def onnx_inprocess(blob: bytes, batch: int, n: int, threads: int = 1) -> list[float]:
     import onnxruntime as ort
 
     so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
+    so.intra_op_num_threads = threads  # the same as the database's INTRA_OP_PARALLELISM
     s = ort.InferenceSession(blob, so, providers=["CPUExecutionProvider"])
     r = np.random.default_rng(0)
     out = []
@@ -165,7 +165,7 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="fewer iterations")
     ap.add_argument("--leaks", action="store_true", help="also run the valgrind leak check (a few minutes)")
     ap.add_argument("--server", help="redis-server or valkey-server path")
-    ap.add_argument("--intra-op", type=int, default=1, help="ONNX Runtime threads per model run")
+    ap.add_argument("--intra-op", type=int, default=2, help="ONNX Runtime threads per model run (2 cores here)")
     a = ap.parse_args()
     import redis
 
@@ -189,7 +189,7 @@ def main() -> int:
         round_trips(addr, 1, 200)  # warm-up
         for batch, n in ((1, int(5000 * scale)), (256, int(1000 * scale))):
             lat = round_trips(addr, batch, n)
-            ref = onnx_inprocess(blob, batch, n)
+            ref = onnx_inprocess(blob, batch, n, a.intra_op)
             print(f"round trip batch {batch:>3} ({n} runs): p50 {pct(lat, 50):.3f} ms, p99 {pct(lat, 99):.3f} ms; "
                   f"onnxruntime in-process p50 {pct(ref, 50):.3f} ms -> ratio {pct(lat, 50) / pct(ref, 50):.2f}x")
 
