@@ -286,3 +286,23 @@ def test_ctrl_c_stops_cleanly(env, tmp_path):
     assert ResultsStore().runs(status=None, sweep="c") == []  # nothing half-recorded
     ps = subprocess.run(["pgrep", "-f", "--", "train hang"], capture_output=True, text=True)
     assert ps.stdout.strip() == "", "the interrupted run's process is still alive"
+
+
+@pytest.mark.slow
+def test_tpe_pruner_stops_runs_from_their_epoch_reports(env, tmp_path):
+    pytest.importorskip("optuna")
+    # a threshold no epoch can reach: every trial is pruned at its first validation report
+    path = sweep_file(tmp_path, """
+        name: prune
+        seeds: [0]
+        sets: [trainer.logger=none, epochs=50, trainer.patience=50]
+        runs:
+          - model: bpr
+            protocols: [synthetic-rank]
+            dataset: synthetic-4000
+            search: {method: tpe, trials: 2, space: {lr: {low: 0.001, high: 0.01, log: true}},
+                     pruner: {type: threshold, lower: 0.99}}
+    """)
+    s = json.loads(run_sweep(env, path).stdout)
+    assert s["counts"] == {"failed": 2}
+    assert all(f["error"].startswith("pruned by the TPE study's pruner at epoch 0") for f in s["failed"])

@@ -52,7 +52,7 @@ from recarena.errors import RecArenaError, UnknownNameError
 
 TOP_KEYS = {"name", "description", "seeds", "limits", "estimate_s", "sets", "runs", "search_seed"}
 RUN_KEYS = {"model", "protocols", "protocol", "dataset", "sets", "search", "limits", "seeds"}
-SEARCH_KEYS = {"method", "trials", "space", "seed"}
+SEARCH_KEYS = {"method", "trials", "space", "seed", "pruner"}
 LIMIT_KEYS = {"timeout_s", "memory_mb"}
 
 
@@ -329,7 +329,8 @@ class Sweep:
             entry = self.doc["runs"][key[0]]
             proto = load_protocol(key[1])
             direction = "minimize" if proto["select"] in ("rmse", "mae", "logloss") else "maximize"
-            study = optuna.create_study(direction=direction, sampler=optuna.samplers.TPESampler(seed=entry["search"].get("seed", 0)))
+            study = optuna.create_study(direction=direction, sampler=optuna.samplers.TPESampler(seed=entry["search"].get("seed", 0)),
+                                        pruner=_pruner(entry["search"].get("pruner")))
             space = entry["search"].get("space") or {}
             dists = {k: _distribution(v) for k, v in space.items()}
             done = 0
@@ -352,14 +353,39 @@ class Sweep:
         run.sets = run.sets + [f"{k}={_fmt(v)}" for k, v in run.params.items()]
         run.run_hash = run_hash(run)
 
-    def _tell(self, run: Run, value: float | None) -> None:
+    def _tell(self, run: Run, value: float | None, pruned: bool = False) -> None:
         import optuna
 
         if run.tpe is None or isinstance(run.tpe, int):
             return
         study, _, _ = self._study[(run.entry, run.protocol)]
+        if pruned:
+            study.tell(run.tpe, state=optuna.trial.TrialState.PRUNED)
+            return
         state = optuna.trial.TrialState.COMPLETE if value is not None else optuna.trial.TrialState.FAIL
         study.tell(run.tpe, value if value is not None else None, state=state)
+
+    def _prune_check(self, run: Run, log: Path) -> str | None:
+        """Reports the run's new per-epoch validation values to its trial; a reason when the
+        study's pruner stops it."""
+        _, _, select = self._study[(run.entry, run.protocol)]
+        try:
+            with open(log, "rb") as f:
+                f.seek(run.log_offset)  # type: ignore[attr-defined]
+                chunk = f.read()
+        except OSError:
+            return None
+        end = chunk.rfind(b"\n") + 1
+        run.log_offset += end  # type: ignore[attr-defined]
+        for line in chunk[:end].decode(errors="replace").splitlines():
+            if not line.startswith("RECARENA_EPOCH "):
+                continue
+            rec = json.loads(line[len("RECARENA_EPOCH "):])
+            if select in rec:
+                run.tpe.report(rec[select], rec["epoch"])
+                if run.tpe.should_prune():
+                    return f"pruned by the TPE study's pruner at epoch {rec['epoch']} (valid {select} {rec[select]:.4f})"
+        return None
 
     # ---- the loop
     def execute(self, store) -> dict:
@@ -381,6 +407,9 @@ class Sweep:
                 self._ask(run)
             run.run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
             env = {**os.environ, "RECARENA_RUN_ID": run.run_id, "WANDB_MODE": self.wandb, "PYTHONUNBUFFERED": "1"}
+            if run.tpe is not None:
+                env["RECARENA_EPOCH_REPORT"] = "1"
+            run.log_offset = 0  # type: ignore[attr-defined]
             gpu = free_gpus.pop(0) if free_gpus else None
             if gpus:
                 env["CUDA_VISIBLE_DEVICES"] = gpu or ""
@@ -411,7 +440,7 @@ class Sweep:
             run.status = "failed"
             last = next((line for line in reversed(tail.splitlines()) if line.strip()), "")
             run.error = reason or (rec or {}).get("error") or f"exit code {p.returncode}: {last.strip()}"
-            self._tell(run, None)
+            self._tell(run, None, pruned=bool(reason and reason.startswith("pruned")))
             self._record_failure(store, run, tail)
 
         try:
@@ -440,6 +469,8 @@ class Sweep:
                             run.peak_mb = max(run.peak_mb, rss)
                             if rss > lim["memory_mb"]:
                                 reason = f"memory limit: {rss:.0f} MiB resident > {lim['memory_mb']} MiB (killed)"
+                        if reason is None and run.tpe is not None:
+                            reason = self._prune_check(run, logs / f"{run.run_id}.log")
                         if reason is None:
                             continue
                         _kill_group(p)
@@ -528,6 +559,21 @@ class Sweep:
                 "best": {p: {"model": m, k: v} for p, (m, v, k) in self.best().items()},
                 "failed": [{"run": r.label, "run_id": r.run_id, "error": r.error} for r in self.runs if r.status == "failed"],
                 "timings": _timings(self.runs)}
+
+
+def _pruner(spec: dict | None):
+    """``{type: median, warmup: 2, startup: 2}`` (default) | ``{type: threshold, lower: x, upper: y}`` | ``{type: none}``"""
+    import optuna
+
+    spec = dict(spec or {})
+    kind = spec.pop("type", "median")
+    if kind == "none":
+        return optuna.pruners.NopPruner()
+    if kind == "threshold":
+        return optuna.pruners.ThresholdPruner(lower=spec.get("lower"), upper=spec.get("upper"), n_warmup_steps=spec.get("warmup", 0))
+    if kind == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=spec.get("startup", 2), n_warmup_steps=spec.get("warmup", 2))
+    raise RecArenaError(f"search.pruner.type: expected median, threshold or none, got {kind!r}.")
 
 
 def _distribution(spec):

@@ -9,10 +9,12 @@ seeding, a progress bar and loggers (wandb offline by default).
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
 import shutil
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -147,6 +149,10 @@ class _Module(L.LightningModule):
         metrics = self.monitor.evaluate(self.owner)
         self.network.train()
         self.monitor.history.append({"epoch": self.current_epoch, **metrics})
+        if os.environ.get("RECARENA_EPOCH_REPORT"):
+            # a sweep watching this run (TPE pruning) reads these lines from the run's log
+            print("RECARENA_EPOCH " + json.dumps({"epoch": self.current_epoch, **{k: float(v) for k, v in metrics.items()}}),
+                  file=sys.stderr, flush=True)
         for k, v in metrics.items():
             self.log(f"val/{k}", float(v), prog_bar=(k == self.monitor.metric), batch_size=1)
 
