@@ -487,6 +487,15 @@ def test_launcher_access_rules(tmp_path, native_cache):
     finally:
         d.stop()
     assert not db.status(tmp_path / "db").get("running")
+    # a password server (for clients that can authenticate) starts, and refuses those that do not
+    d = db.start(tmp_path / "pw", port=db.free_port(), password="s3cret")
+    try:
+        assert d.alive()
+        with pytest.raises(redis.AuthenticationError):
+            db.connect(d.nodes[0].address).get("x")
+        assert db.connect(d.nodes[0].address, password="s3cret").ping()
+    finally:
+        d.stop()
 
 
 def test_cli_start_status_stop(tmp_path, native_cache):

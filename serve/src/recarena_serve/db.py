@@ -126,85 +126,29 @@ def find_server(explicit: str | Path | None = None) -> Path:
     )
 
 
-# ------------------------------------------------------------------ a minimal RESP client
-class RespError(Exception):
-    pass
+# ------------------------------------------------------------------ talking to a node
+def connect(address: str, timeout: float = 5.0, password: str | None = None):
+    """A redis-py client for ``unix:///path`` or ``host:port`` (for managing the servers;
+    model clients use smartredis)."""
+    import redis
 
-
-def _encode(args) -> bytes:
-    out = [b"*%d\r\n" % len(args)]
-    for a in args:
-        b = a if isinstance(a, bytes) else str(a).encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(b), b))
-    return b"".join(out)
-
-
-class Resp:
-    """Just enough RESP2 to manage servers (PING, CLUSTER ..., SHUTDOWN) without a client library."""
-
-    def __init__(self, address: str, timeout: float = 5.0):
-        if address.startswith("unix://"):
-            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            self.sock.settimeout(timeout)
-            self.sock.connect(address[len("unix://"):])
-        else:
-            host, port = address.rsplit(":", 1)
-            self.sock = socket.create_connection((host, int(port)), timeout=timeout)
-        self.buf = b""
-
-    def _line(self) -> bytes:
-        while b"\r\n" not in self.buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("server closed the connection")
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\r\n", 1)
-        return line
-
-    def _read(self):
-        line = self._line()
-        kind, rest = line[:1], line[1:]
-        if kind == b"+":
-            return rest.decode()
-        if kind == b"-":
-            raise RespError(rest.decode())
-        if kind == b":":
-            return int(rest)
-        if kind == b"$":
-            n = int(rest)
-            if n < 0:
-                return None
-            while len(self.buf) < n + 2:
-                chunk = self.sock.recv(max(65536, n + 2 - len(self.buf)))
-                if not chunk:
-                    raise ConnectionError("server closed the connection")
-                self.buf += chunk
-            data, self.buf = self.buf[:n], self.buf[n + 2:]
-            return data
-        if kind == b"*":
-            n = int(rest)
-            return None if n < 0 else [self._read() for _ in range(n)]
-        raise RespError(f"unexpected reply {line[:40]!r}")
-
-    def __call__(self, *args):
-        self.sock.sendall(_encode(args))
-        return self._read()
-
-    def close(self):
-        self.sock.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+    if address.startswith("unix://"):
+        return redis.Redis(unix_socket_path=address[len("unix://"):], socket_timeout=timeout, password=password)
+    host, port = address.rsplit(":", 1)
+    return redis.Redis(host=host, port=int(port), socket_timeout=timeout, password=password)
 
 
 def ping(address: str, timeout: float = 1.0) -> bool:
+    import redis
+
     try:
-        with Resp(address, timeout) as r:
-            return r("PING") == "PONG"
-    except (OSError, RespError, ConnectionError):
+        with connect(address, timeout) as r:
+            return bool(r.ping())
+    except redis.AuthenticationError:  # a server with requirepass answers, with NOAUTH: it is up
+        return True
+    except redis.ResponseError as e:
+        return "NOAUTH" in str(e)
+    except (OSError, redis.RedisError):
         return False
 
 
@@ -474,28 +418,22 @@ def _log_tail(ndir: Path, n: int = 15) -> str:
 def _form_cluster(nodes: list[Node], password: str | None, deadline: float) -> None:
     n = len(nodes)
     bounds = [round(i * CLUSTER_SLOTS / n) for i in range(n + 1)]
-    for i, node in enumerate(nodes):
-        with Resp(node.address) as r:
-            if password:
-                r("AUTH", password)
-            r("CLUSTER", "ADDSLOTSRANGE", bounds[i], bounds[i + 1] - 1)
     host, port0 = nodes[0].tcp.rsplit(":", 1)
-    for node in nodes[1:]:
-        with Resp(node.address) as r:
-            if password:
-                r("AUTH", password)
-            r("CLUSTER", "MEET", host, port0)
+    for i, node in enumerate(nodes):
+        with connect(node.address, password=password) as r:
+            r.execute_command("CLUSTER", "ADDSLOTSRANGE", bounds[i], bounds[i + 1] - 1)
+            if i:
+                r.execute_command("CLUSTER", "MEET", host, port0)
     for node in nodes:
-        while True:
-            with Resp(node.address) as r:
-                if password:
-                    r("AUTH", password)
-                info = r("CLUSTER", "INFO").decode()
-            if "cluster_state:ok" in info and f"cluster_known_nodes:{n}" in info:
-                break
-            if time.monotonic() > deadline:
-                raise DBError(f"the cluster did not become ready: {info.strip()}")
-            time.sleep(0.05)
+        with connect(node.address, password=password) as r:
+            while True:
+                info = r.execute_command("CLUSTER", "INFO")
+                info = info.decode() if isinstance(info, bytes) else str(info)
+                if "cluster_state:ok" in info and f"cluster_known_nodes:{n}" in info:
+                    break
+                if time.monotonic() > deadline:
+                    raise DBError(f"the cluster did not become ready: {info.strip()}")
+                time.sleep(0.05)
 
 
 def status(data: str | Path | None = None) -> dict:

@@ -624,6 +624,14 @@ static RedisModuleKey *open_typed(RedisModuleCtx *ctx, RedisModuleString *name, 
     return k;
 }
 
+/* stores value under an open key, closes it, propagates the command verbatim, replies OK */
+static int store_and_reply(RedisModuleCtx *ctx, RedisModuleKey *k, RedisModuleType *type, void *value) {
+    RM_ModuleTypeSetValue(k, type, value);
+    RM_CloseKey(k);
+    RM_ReplicateVerbatim(ctx);
+    return RM_ReplyWithSimpleString(ctx, "OK");
+}
+
 #define TENSOR_EMPTY "ERR tensor key is empty or in a different shard"
 #define MODEL_EMPTY "ERR model key is empty"
 
@@ -713,10 +721,7 @@ static int cmd_tensorset(RedisModuleCtx *ctx, RedisModuleString **argv, int argc
         tensor_unref(t);
         return REDISMODULE_OK;
     }
-    RM_ModuleTypeSetValue(k, TensorType, t);
-    RM_CloseKey(k);
-    RM_ReplicateVerbatim(ctx);
-    return RM_ReplyWithSimpleString(ctx, "OK");
+    return store_and_reply(ctx, k, TensorType, t);
 }
 
 /* ================================================================== AI.TENSORGET */
@@ -852,10 +857,7 @@ static int cmd_modelstore(RedisModuleCtx *ctx, RedisModuleString **argv, int arg
         RM_Free(err);
         return REDISMODULE_OK;
     }
-    RM_ModuleTypeSetValue(k, ModelType, m);
-    RM_CloseKey(k);
-    RM_ReplicateVerbatim(ctx);
-    return RM_ReplyWithSimpleString(ctx, "OK");
+    return store_and_reply(ctx, k, ModelType, m);
 }
 
 /* ================================================================== AI.MODELGET / MODELDEL */
