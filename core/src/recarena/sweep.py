@@ -225,26 +225,21 @@ def _die_with_parent() -> None:
 
 
 def _tree_rss_mb(pid: int) -> float:
-    """RSS of a process and its descendants (MiB), from /proc."""
-    total, todo = 0, [pid]
-    children: dict[int, list[int]] = {}
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                children.setdefault(ppid, []).append(int(d.name))
-            except (OSError, IndexError, ValueError):
-                pass
-    while todo:
-        p = todo.pop()
+    """RSS of a process and its descendants (MiB)."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    total = 0
+    for p in procs:
         try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
+            total += p.memory_info().rss
+        except psutil.Error:
             pass
-        todo += children.get(p, [])
-    return total / 1024
+    return total / 2**20
 
 
 def _kill_group(p: subprocess.Popen, sig=signal.SIGKILL) -> None:
