@@ -35,6 +35,7 @@ def assert_partition(data, s):
 
 SPLITTERS = {
     "ratio_by_user": lambda d, seed: splits.ratio_by_user(d, (0.8, 0.1, 0.1), seed=seed),
+    "ratio_by_user_torch": lambda d, seed: splits.ratio_by_user(d, (0.8, 0.1, 0.1), seed=seed, rng="torch"),
     "ratio_by_user_time": lambda d, seed: splits.ratio_by_user(d, (0.7, 0.3), seed=seed, order="time"),
     "global_random": lambda d, seed: splits.global_random(d, (0.8, 0.1, 0.1), seed=seed),
     "leave_one_out": lambda d, seed: splits.leave_one_out(d, seed=seed),
@@ -104,3 +105,20 @@ def test_k_core_repeats_until_stable():
     out = k_core(d, user_k=2, item_k=2)
     assert set(out.users.raw.tolist()) == {0, 1, 3} and set(out.items.raw.tolist()) == {0, 1}
     assert (np.bincount(out.user) >= 2).all() and (np.bincount(out.item) >= 2).all()
+
+
+def test_ratio_by_user_torch_rng_is_recbole_shuffle_then_group():
+    """RecBole 1.2.1: torch.manual_seed(seed); rows[torch.randperm(n)]; per user in that order,
+    train first, then valid, then test. One user with 20 rows: valid and test are the rows the
+    permutation puts at positions 16-17 and 18-19."""
+    import torch
+
+    n = 20
+    d = Interactions(np.zeros(n, np.int64), np.arange(n), IdMap(np.arange(1)), IdMap(np.arange(n)), np.ones(n, np.float32))
+    s = splits.ratio_by_user(d, (0.8, 0.1, 0.1), seed=2020, rng="torch")
+    torch.manual_seed(2020)
+    perm = torch.randperm(n).numpy()
+    assert sorted(s.valid.item.tolist()) == sorted(perm[16:18].tolist())
+    assert sorted(s.test.item.tolist()) == sorted(perm[18:].tolist())
+    with pytest.raises(RecArenaError, match="rng must be"):
+        splits.ratio_by_user(d, seed=1, rng="mersenne")

@@ -102,7 +102,7 @@ def prepare(protocol: dict[str, Any], dataset: str | None = None, data_dir=None,
     valid_ratio = sp.pop("valid_ratio", None)
     negatives = None
     if method == "ratio_by_user":
-        s = splits.ratio_by_user(data, sp.pop("ratios", (0.8, 0.1, 0.1)), seed=split_seed, order=sp.pop("order", "random"))
+        s = splits.ratio_by_user(data, sp.pop("ratios", (0.8, 0.1, 0.1)), seed=split_seed, order=sp.pop("order", "random"), rng=sp.pop("rng", "numpy"))
     elif method == "global_random":
         s = splits.global_random(data, sp.pop("ratios", (0.8, 0.1, 0.1)), seed=split_seed)
     elif method == "leave_one_out":
@@ -116,7 +116,7 @@ def prepare(protocol: dict[str, Any], dataset: str | None = None, data_dir=None,
     elif method == "ncf_files":
         s, negatives = _ncf_files(data, data_dir, sp.pop("folder", "ml-1m-ncf"))
     if sp:
-        raise UnknownNameError("split key", sorted(sp)[0], ["ratios", "order", "seed", "valid_ratio", "valid", "train", "test"], where=protocol.get("_path", ""))
+        raise UnknownNameError("split key", sorted(sp)[0], ["ratios", "order", "rng", "seed", "valid_ratio", "valid", "train", "test"], where=protocol.get("_path", ""))
     if valid_ratio and (s.valid is None or len(s.valid) == 0):
         s.train, s.valid = splits.holdout_valid(s.train, float(valid_ratio), split_seed)
     if (protocol.get("eval") or {}).get("sampled") and negatives is None:

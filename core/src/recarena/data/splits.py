@@ -26,13 +26,30 @@ class Split:
         return len(self.train), len(self.valid) if self.valid is not None else 0, len(self.test)
 
 
-def _group_order(data: Interactions, rng: np.random.Generator | None, by_time: bool) -> np.ndarray:
-    """Row positions grouped by user; within a user shuffled (rng) or by time (stable)."""
+def _permutation(n: int, seed: int, rng: str) -> np.ndarray:
+    """A seeded permutation of range(n), int64 [n]. ``rng='torch'`` draws it the way RecBole
+    1.2.1 shuffles its interactions (``torch.manual_seed(seed); torch.randperm(n)``), so a
+    protocol copied from RecBole gets RecBole's very split, not just one like it."""
+    if rng == "numpy":
+        return np.random.default_rng(seed).permutation(n)
+    if rng == "torch":
+        import torch
+
+        return torch.randperm(n, generator=torch.Generator().manual_seed(seed)).numpy()
+    raise RecArenaError(f"split rng must be 'numpy' or 'torch', got {rng!r}")
+
+
+def _group_order(data: Interactions, rng: np.random.Generator | np.ndarray | None, by_time: bool) -> np.ndarray:
+    """Row positions grouped by user; within a user shuffled (rng, or a given permutation of
+    the rows) or by time (stable)."""
     if by_time:
         if data.timestamp is None:
             raise RecArenaError(f"{data.name} has no timestamps: a temporal split is impossible.")
         return np.lexsort((data.timestamp, data.user))
-    perm = rng.permutation(len(data)) if rng is not None else np.arange(len(data))
+    if isinstance(rng, np.ndarray):
+        perm = rng
+    else:
+        perm = rng.permutation(len(data)) if rng is not None else np.arange(len(data))
     return perm[np.argsort(data.user[perm], kind="stable")]
 
 
@@ -46,15 +63,16 @@ def _within_rank(users_sorted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def ratio_by_user(
-    data: Interactions, ratios=(0.8, 0.1, 0.1), seed: int = 0, order: str = "random"
+    data: Interactions, ratios=(0.8, 0.1, 0.1), seed: int = 0, order: str = "random", rng: str = "numpy"
 ) -> Split:
     """Per user with n rows: valid = floor(n * r_valid), test = floor(n * r_test), train = rest
     (RecBole's rule, including its bump of a zero-size part when 0 < r*n < 1 and train keeps
-    more than one row). ``order``: 'random' (shuffled once) or 'time' (last rows go to test)."""
+    more than one row). ``order``: 'random' (rows shuffled once, in their given order, by a
+    permutation from ``rng``: see :func:`_permutation`) or 'time' (last rows go to test)."""
     if len(ratios) not in (2, 3) or abs(sum(ratios) - 1) > 1e-6:
         raise RecArenaError(f"split ratios must be 2 or 3 numbers summing to 1, got {list(ratios)}")
-    rng = np.random.default_rng(seed)
-    idx = _group_order(data, rng, order == "time")
+    perm = _permutation(len(data), seed, rng) if order != "time" else None
+    idx = _group_order(data, perm, order == "time")
     pos, size = _within_rank(data.user[idx])
     r = list(ratios) if len(ratios) == 3 else [ratios[0], 0.0, ratios[1]]
     n_valid = np.floor(size * r[1] + 1e-9).astype(np.int64)
