@@ -120,10 +120,20 @@ class _Module(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         opt = self.optimizers()
-        loss = self.owner.loss(self.network, batch)
-        opt.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        opt.step()
+        if isinstance(opt.optimizer, torch.optim.LBFGS):
+            # L-BFGS evaluates the objective several times per step (line search)
+            def closure():
+                opt.zero_grad(set_to_none=True)
+                value = self.owner.loss(self.network, batch)
+                self.manual_backward(value)
+                return value
+
+            loss = opt.step(closure=closure)
+        else:
+            loss = self.owner.loss(self.network, batch)
+            opt.zero_grad(set_to_none=True)
+            self.manual_backward(loss)
+            opt.step()
         # accumulate without a host sync per step; logged once per epoch
         d = loss.detach()
         self._loss_sum = d if self._loss_sum is None else self._loss_sum + d
@@ -192,7 +202,20 @@ class TorchRecommender(Recommender):
         return s.gather(1, items.view(-1, 1)).view(-1)
 
     def configure_optimizer(self, params):
-        return torch.optim.Adam(params, lr=self.lr, weight_decay=getattr(self, "weight_decay", 0.0))
+        """The plugin's ``optimizer`` parameter when it has one: 'adam' (default), 'sgd'
+        (plain, as in Funk/Koren SVD: with a mean loss, lr ~ per-rating step x batch_size),
+        'rprop' or 'lbfgs' (full-batch methods: set batch_size >= the rows, one step an epoch)."""
+        name = getattr(self, "optimizer", "adam")
+        wd = getattr(self, "weight_decay", 0.0)
+        if name == "adam":
+            return torch.optim.Adam(params, lr=self.lr, weight_decay=wd)
+        if name == "sgd":
+            return torch.optim.SGD(params, lr=self.lr, weight_decay=wd)
+        if name == "rprop":
+            return torch.optim.Rprop(params, lr=self.lr)
+        if name == "lbfgs":
+            return torch.optim.LBFGS(params, lr=self.lr, max_iter=20, history_size=20, line_search_fn="strong_wolfe")
+        raise ValueError(f"{type(self).__name__}: optimizer must be 'adam', 'sgd', 'rprop' or 'lbfgs', got {name!r}")
 
     def training_tensors(self, train: Interactions) -> dict[str, torch.Tensor]:
         t = {"user": torch.from_numpy(train.user), "item": torch.from_numpy(train.item)}

@@ -33,13 +33,16 @@ class AutoRec(TorchRecommender):
     capabilities = Capabilities(tasks={Task.RATING}, onnx=True)
 
     def __init__(self, hidden: int = 500, lr: float = 0.001, reg: float = 1.0, epochs: int = 300,
-                 batch_size: int = 64, item_based: bool = True):
+                 batch_size: int = 64, item_based: bool = True, optimizer: str = "adam"):
         self.hidden = hidden
         self.lr = lr
         self.reg = reg
         self.epochs = epochs
         self.batch_size = batch_size
         self.item_based = item_based
+        # The paper trains full-batch with RProp or L-BFGS (batch_size >= the number of rows
+        # gives one step per epoch); Adam on mini-batches is the common re-implementation.
+        self.optimizer = optimizer
 
     def _axes(self, users, items):
         return (items, users) if self.item_based else (users, items)

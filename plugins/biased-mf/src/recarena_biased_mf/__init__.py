@@ -52,6 +52,7 @@ class BiasedMF(TorchRecommender):
         batch_size: int = 1024,
         init_std: float = 0.01,
         n_neg: int = 1,
+        optimizer: str = "adam",
     ):
         self.dim = dim
         self.lr = lr
@@ -61,6 +62,7 @@ class BiasedMF(TorchRecommender):
         self.batch_size = batch_size
         self.init_std = init_std
         self.n_neg = n_neg
+        self.optimizer = optimizer
 
     def build_network(self, train):
         mu = float(train.rating.mean()) if train.rating is not None else 0.0

@@ -11,7 +11,7 @@ from recarena.ctr import CTRRecommender, fm_logit
 
 
 class _Net(nn.Module):
-    def __init__(self, n_features: int, n_fields: int, dim: int, hidden, dropout: float):
+    def __init__(self, n_features: int, n_fields: int, dim: int, hidden, dropout: float, batch_norm: bool = True):
         super().__init__()
         self.w0 = nn.Parameter(torch.zeros(()))
         self.w = nn.Embedding(n_features, 1, padding_idx=0)
@@ -22,7 +22,7 @@ class _Net(nn.Module):
             self.v.weight[0].zero_()
         layers, width = [], n_fields * dim
         for h in hidden:
-            layers += [nn.Linear(width, h), nn.BatchNorm1d(h), nn.ReLU(), nn.Dropout(dropout)]
+            layers += [nn.Linear(width, h), *([nn.BatchNorm1d(h)] if batch_norm else []), nn.ReLU(), nn.Dropout(dropout)]
             width = h
         layers.append(nn.Linear(width, 1))
         self.mlp = nn.Sequential(*layers)
@@ -36,7 +36,8 @@ class DeepFM(CTRRecommender):
     capabilities = Capabilities(tasks={Task.CTR}, side_features=True, embeddings=True, onnx=True)
 
     def __init__(self, dim: int = 16, hidden: tuple = (128, 128, 128), dropout: float = 0.2, lr: float = 0.001,
-                 weight_decay: float = 0.0, epochs: int = 50, batch_size: int = 2048, use_side: bool = True):
+                 weight_decay: float = 0.0, epochs: int = 50, batch_size: int = 2048, use_side: bool = True,
+                 batch_norm: bool = True):
         self.dim = dim
         self.hidden = hidden
         self.dropout = dropout
@@ -45,9 +46,10 @@ class DeepFM(CTRRecommender):
         self.epochs = epochs
         self.batch_size = batch_size
         self.use_side = use_side
+        self.batch_norm = batch_norm
 
     def build_ctr_network(self, fields, train):
-        return _Net(fields.n_features, fields.n_fields, int(self.dim), list(self.hidden), float(self.dropout))
+        return _Net(fields.n_features, fields.n_fields, int(self.dim), list(self.hidden), float(self.dropout), bool(self.batch_norm))
 
     def logits(self, net, feats):
         return net(feats)

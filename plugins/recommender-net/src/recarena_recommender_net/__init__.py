@@ -1,5 +1,5 @@
-"""RecommenderNet: concat(user embedding, item embedding) -> MLP -> sigmoid, scaled to the
-training data's rating range [lo, hi]."""
+"""RecommenderNet: concat(user embedding, item embedding) -> MLP (+ user and item biases,
+as in Keras' RecommenderNet) -> sigmoid, scaled to the training data's rating range [lo, hi]."""
 
 from __future__ import annotations
 
@@ -11,8 +11,14 @@ from recarena.torch_model import TorchRecommender
 
 
 class _Net(nn.Module):
-    def __init__(self, n_users, n_items, dim, hidden, dropout, lo, hi):
+    def __init__(self, n_users, n_items, dim, hidden, dropout, lo, hi, bias=True):
         super().__init__()
+        self.bias = bool(bias)
+        if self.bias:
+            self.user_bias = nn.Embedding(n_users, 1)
+            self.item_bias = nn.Embedding(n_items, 1)
+            nn.init.zeros_(self.user_bias.weight)
+            nn.init.zeros_(self.item_bias.weight)
         self.user_emb = nn.Embedding(n_users, dim)
         self.item_emb = nn.Embedding(n_items, dim)
         nn.init.normal_(self.user_emb.weight, std=0.05)
@@ -29,14 +35,18 @@ class _Net(nn.Module):
     def forward(self, u, i):
         """u, i: int64 [B] -> rating float32 [B] in [lo, hi]"""
         x = torch.cat([self.user_emb(u), self.item_emb(i)], -1)
-        return self.lo + (self.hi - self.lo) * torch.sigmoid(self.mlp(x).squeeze(-1))
+        logit = self.mlp(x).squeeze(-1)
+        if self.bias:
+            logit = logit + self.user_bias(u).squeeze(-1) + self.item_bias(i).squeeze(-1)
+        return self.lo + (self.hi - self.lo) * torch.sigmoid(logit)
 
 
 class RecommenderNet(TorchRecommender):
     capabilities = Capabilities(tasks={Task.RATING}, embeddings=True, onnx=True)
 
     def __init__(self, dim: int = 32, hidden: tuple = (64, 32), dropout: float = 0.2, lr: float = 0.001,
-                 weight_decay: float = 0.0, reg: float = 0.01, epochs: int = 100, batch_size: int = 256):
+                 weight_decay: float = 0.0, reg: float = 0.01, epochs: int = 100, batch_size: int = 256,
+                 bias: bool = True):
         self.dim = dim
         self.hidden = hidden
         self.dropout = dropout
@@ -45,10 +55,11 @@ class RecommenderNet(TorchRecommender):
         self.reg = reg
         self.epochs = epochs
         self.batch_size = batch_size
+        self.bias = bias
 
     def build_network(self, train):
         lo, hi = train.rating_scale or (float(train.rating.min()), float(train.rating.max()))
-        return _Net(train.n_users, train.n_items, int(self.dim), list(self.hidden), float(self.dropout), lo, hi)
+        return _Net(train.n_users, train.n_items, int(self.dim), list(self.hidden), float(self.dropout), lo, hi, bool(self.bias))
 
     def loss(self, net, batch):
         u, i = batch["user"], batch["item"]
