@@ -28,10 +28,12 @@ def _time(fn, users, warm: int = 50) -> list[float]:
     return out
 
 
-def bench_bundle(bundle, ssdb: str | None = None, n: int = 2000, model=None, label: str | None = None) -> dict:
+def bench_bundle(bundle, ssdb: str | None = None, n: int = 2000, model=None, label: str | None = None,
+                 threads: int = 1) -> dict:
     """Deploys ``bundle`` on a scratch endpoint (starting a scratch database when ``ssdb`` is
     None), then times ``n`` recommend calls for random known users. ``model``: the fitted
-    plugin for the in-process PyTorch figure (else looked up in the results store by run)."""
+    plugin for the in-process PyTorch figure (else looked up in the results store by run).
+    ``threads``: intra-op threads of the in-process baselines (match the database's)."""
     import onnxruntime as ort
 
     from recarena_serve import db, serving
@@ -57,7 +59,7 @@ def bench_bundle(bundle, ssdb: str | None = None, n: int = 2000, model=None, lab
         g = b.graph("recommend")
         if g:
             so = ort.SessionOptions()
-            so.intra_op_num_threads = 1
+            so.intra_op_num_threads = threads
             sess = ort.InferenceSession(str(bundle / g["file"]), so, providers=["CPUExecutionProvider"])
             ip, ix = np.load(bundle / "seen_indptr.npy"), np.load(bundle / "seen_indices.npy")
             index = {str(u): i for i, u in enumerate(b.ids["users"])}
@@ -83,7 +85,7 @@ def bench_bundle(bundle, ssdb: str | None = None, n: int = 2000, model=None, lab
         if model is not None:
             import torch
 
-            torch.set_num_threads(1)
+            torch.set_num_threads(threads)
             t = _time(lambda u: model.recommend_raw([u], k), raw_users)
             figures.update(torch_p50_ms=_pct(t, 50), torch_p99_ms=_pct(t, 99))
         line = f"{label}: database p50 {figures['db_p50_ms']:.3f} ms, p99 {figures['db_p99_ms']:.3f} ms"
@@ -109,6 +111,7 @@ def main(argv=None) -> int:
     ap.add_argument("--data-dir", default=os.environ.get("RECARENA_DATA_DIR"))
     ap.add_argument("-n", type=int, default=2000)
     ap.add_argument("--model", default="ease", help="plugin trained on recbole-ml1m for the ml-1m figure")
+    ap.add_argument("--intra-op", type=int, default=2, help="ONNX Runtime threads per model run, in the database and in-process")
     a = ap.parse_args(argv)
 
     from recarena import plugins
@@ -119,7 +122,7 @@ def main(argv=None) -> int:
     os.environ["RECARENA_HOME"] = str(work / "home")
     from recarena_serve import db
 
-    d = db.start(work / "db")
+    d = db.start(work / "db", intra_op=a.intra_op)
     results = []
     try:
         if a.data_dir and Path(a.data_dir, "ml-1m", "ratings.dat").exists():
@@ -129,7 +132,7 @@ def main(argv=None) -> int:
             from recarena_serve.export import export
 
             (path,) = export(run_ids=[summary["run_id"]], out=work / "bundles", k=10, data_dir=a.data_dir)
-            results.append(bench_bundle(path, d.address, a.n))
+            results.append(bench_bundle(path, d.address, a.n, threads=a.intra_op))
         else:
             print("bench-serve: ml-1m not found (give --data-dir); skipping the ml-1m figure")
         from recarena.data.filtering import to_implicit
@@ -138,7 +141,8 @@ def main(argv=None) -> int:
         model = plugins.get("bpr")(dim=64, epochs=1, batch_size=4096)
         model.fit(data, trainer={"progress_bar": False, "logger": "none"})
         path = write_bundle(model, work / "bundles" / "synthetic-100k", {"model": "bpr", "dataset": "synthetic-100k", "run_id": "synthetic"}, k=10)
-        results.append(bench_bundle(path, d.address, a.n, model=model, label="bpr on a synthetic catalogue (100,000 items, dim 64)"))
+        results.append(bench_bundle(path, d.address, a.n, model=model, label="bpr on a synthetic catalogue (100,000 items, dim 64)",
+                                    threads=a.intra_op))
     finally:
         d.stop()
     print("bench-serve: " + json.dumps(results))

@@ -9,14 +9,15 @@ Key layout (all under ``recarena:<name>:``, where ``name`` is the serving endpoi
   before (for rollback).
 - ``<version>:`` one deployment (the version is unique per deploy): ``recommend`` /
   ``predict`` (ONNX models), ``seen:<uid>`` (int64 [1, S], the user's training items, padded
-  with -1, fed to the recommend graph as ``exclude``), ``top:<uid>`` / ``topscore:<uid>``
+  with -1, fed to the recommend graph as ``exclude``), ``user:<uid>`` (int64 [1], the graph's
+  ``user`` input, stored so that a request writes nothing), ``top:<uid>`` / ``topscore:<uid>``
   (precomputed top-N rows for models without ONNX), and ``meta`` (JSON as a UINT8 tensor:
   id maps, titles, the popularity fallback, probe answers).
 
 A request: raw user id -> internal id (the client caches each version's id maps), then
-``put_tensor`` user, ``run_model`` (inputs: that tensor and the user's ``seen`` key, both in
-the database), ``get_tensor`` items and scores, and back to raw ids. Only K ids and scores
-leave the database.
+``get_tensor`` routing, ``run_model`` (inputs: the user's ``user`` and ``seen`` keys, both in
+the database), ``get_tensor`` items and scores, and back to raw ids: four round trips, and only
+K ids and scores leave the database.
 """
 
 from __future__ import annotations
@@ -141,6 +142,7 @@ def _load_version(c, b: Bundle, prefix: str, progress: bool) -> dict:
     elif "recommend" in kinds:
         for u, row in _seen_rows(b):
             c.put_tensor(f"{prefix}:seen:{u}", row)
+            c.put_tensor(f"{prefix}:user:{u}", np.array([u], np.int64))
             bar.update()
     bar.close()
     counts = np.bincount(np.load(b.path / "seen_indices.npy"), minlength=b.manifest["n_items"])
@@ -150,6 +152,7 @@ def _load_version(c, b: Bundle, prefix: str, progress: bool) -> dict:
         "k": (b.graph("recommend") or {}).get("k") or (table or {}).get("k"), "users": b.ids["users"], "items": b.ids["items"],
         "titles": b.ids.get("titles"), "popular": np.argsort(-counts, kind="stable")[:POPULAR_N].tolist(),
         "popular_counts": np.sort(counts)[::-1][:POPULAR_N].tolist(), "deployed_at": time.time(),
+        "user_keys": "recommend" in kinds and not table,
     }
     _put_json(c, f"{prefix}:meta", meta)
     return meta
@@ -230,7 +233,7 @@ def _delete_version(c, prefix: str, n_users: int) -> None:
             if c.model_exists(f"{prefix}:{kind}"):
                 c.delete_model(f"{prefix}:{kind}")
         for u in range(n_users):
-            for part in ("seen", "top", "topscore"):
+            for part in ("seen", "user", "top", "topscore"):
                 if c.key_exists(f"{prefix}:{part}:{u}"):
                     c.delete_tensor(f"{prefix}:{part}:{u}")
         if c.key_exists(f"{prefix}:meta"):
@@ -254,8 +257,12 @@ class _Version:
         """internal user -> (internal items int64 [k], scores float32 [k]), computed in the DB"""
         if "table" in self.meta["kinds"]:
             return c.get_tensor(f"{self.prefix}:top:{uid}")[0], c.get_tensor(f"{self.prefix}:topscore:{uid}")[0]
-        c.put_tensor(f"{tmp}:user", np.array([uid], np.int64))
-        c.run_model(f"{self.prefix}:recommend", [f"{tmp}:user", f"{self.prefix}:seen:{uid}"], [f"{tmp}:items", f"{tmp}:scores"])
+        if self.meta.get("user_keys"):
+            user_key = f"{self.prefix}:user:{uid}"
+        else:  # deployed before user keys were stored
+            user_key = f"{tmp}:user"
+            c.put_tensor(user_key, np.array([uid], np.int64))
+        c.run_model(f"{self.prefix}:recommend", [user_key, f"{self.prefix}:seen:{uid}"], [f"{tmp}:items", f"{tmp}:scores"])
         return c.get_tensor(f"{tmp}:items")[0], c.get_tensor(f"{tmp}:scores")[0]
 
     def run_predict(self, c, users: np.ndarray, items: np.ndarray, tmp: str) -> np.ndarray:
@@ -281,9 +288,12 @@ class Service:
 
     def routing(self) -> dict:
         key = routing_key(self.name)
-        if not self.c.tensor_exists(key):
-            raise RecArenaError(f"Nothing is deployed on endpoint {self.name!r} (deploy a bundle with `recarena serve deploy`).")
-        return _get_json(self.c, key)
+        try:  # one round trip per request; the existence check only on the error path
+            return _get_json(self.c, key)
+        except Exception:
+            if self.c.tensor_exists(key):
+                raise
+            raise RecArenaError(f"Nothing is deployed on endpoint {self.name!r} (deploy a bundle with `recarena serve deploy`).") from None
 
     def _version(self, entry: dict) -> _Version:
         v = self._versions.get(entry["prefix"])

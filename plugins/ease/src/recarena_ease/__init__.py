@@ -51,6 +51,10 @@ class EASE(Recommender):
 
         def score(user, exclude):
             idx = torch.where(exclude < 0, torch.full_like(exclude, n), exclude)
-            return holder.B[idx].sum(1)
+            # a ones-row MatMul over the gathered rows, not ReduceSum: onnxruntime's
+            # ReduceSum over the middle axis of [B, S, n] runs 2-3x slower (a user with 800
+            # items: 4.2 ms against 1.5 ms, 2 threads), and heavy users set the p99
+            ones = torch.ones_like(idx, dtype=holder.B.dtype).unsqueeze(1)  # [B, 1, S]
+            return (ones @ holder.B[idx]).squeeze(1)
 
         return ox.manifest([ox.export_recommend(score, holder, n, k, path / "recommend.onnx")])

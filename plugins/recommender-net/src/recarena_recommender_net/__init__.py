@@ -46,7 +46,7 @@ class RecommenderNet(TorchRecommender):
 
     def __init__(self, dim: int = 32, hidden: tuple = (64, 32), dropout: float = 0.2, lr: float = 0.001,
                  weight_decay: float = 0.0, reg: float = 0.01, epochs: int = 100, batch_size: int = 256,
-                 bias: bool = True):
+                 bias: bool = False):
         self.dim = dim
         self.hidden = hidden
         self.dropout = dropout
