@@ -27,12 +27,23 @@ class EASE(Recommender):
         P = torch.linalg.inv(G)
         B = -P / P.diagonal().unsqueeze(0)
         B.fill_diagonal_(0.0)
-        self.B_ = B.float()  # [n_items, n_items]
+        # linalg.inv answers column-major: row-major makes row gathers (serving) contiguous
+        self.B_ = B.float().contiguous()  # [n_items, n_items]
         self.X_ = X.astype(np.float32)  # [n_users, n_items] CSR, the users' histories
 
     def _score(self, users: torch.Tensor) -> torch.Tensor:
+        """users: int64 [B] -> scores float32 [B, n_items]: each user's history row times B."""
         rows = self.X_[users.cpu().numpy()]
-        return torch.from_numpy(rows @ self.B_.numpy()) if rows.nnz else torch.zeros(len(users), self.B_.shape[0])
+        if len(users) > 16:  # evaluation batches: one dense GEMM
+            return torch.from_numpy(rows.toarray()) @ self.B_
+        # a few users (serving): sum only the weight rows of their items, as the ONNX graph
+        # does; a dense product would read all of B (n_items^2 floats) per request
+        out = torch.zeros(len(users), self.B_.shape[0])
+        for r in range(len(users)):
+            idx = rows.indices[rows.indptr[r] : rows.indptr[r + 1]]
+            if len(idx):
+                out[r] = self.B_.index_select(0, torch.from_numpy(idx.astype(np.int64))).sum(0)
+        return out
 
     def _embeddings(self):
         # the item-item weights, compressed to 64 dimensions by SVD, place similar items together
