@@ -7,7 +7,8 @@ from recarena.testing import parametrize_with_checks
 from recarena_biased_mf import BiasedMF
 
 
-@parametrize_with_checks([BiasedMF(dim=8, epochs=8, batch_size=256, lr=0.02, reg=0.001)])
+@parametrize_with_checks([BiasedMF(dim=8, epochs=8, batch_size=256, lr=0.02, reg=0.001),
+                          BiasedMF(dim=8, epochs=20, batch_size=64, lr=3.0, reg=0.01, optimizer="sgd")])
 def test_conformance(model, check):
     check(model)
 
