@@ -10,6 +10,7 @@ def test_conformance(model, check):
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+
 from recarena.testing import KIT_TRAINER, _rating_data  # noqa: E402
 
 
