@@ -1,4 +1,7 @@
-from recarena.testing import parametrize_with_checks
+import numpy as np
+import pytest
+
+from recarena.testing import KIT_TRAINER, _rating_data, parametrize_with_checks
 from recarena_autorec import AutoRec
 
 
@@ -6,12 +9,6 @@ from recarena_autorec import AutoRec
                           AutoRec(hidden=16, epochs=10, lr=0.01, optimizer="rprop", batch_size=10**6)])
 def test_conformance(model, check):
     check(model)
-
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-from recarena.testing import KIT_TRAINER, _rating_data  # noqa: E402
 
 
 @pytest.mark.parametrize("optimizer,lr,batch_size,epochs", [
