@@ -202,20 +202,23 @@ class TorchRecommender(Recommender):
         return s.gather(1, items.view(-1, 1)).view(-1)
 
     def configure_optimizer(self, params):
-        """The plugin's ``optimizer`` parameter when it has one: 'adam' (default), 'sgd'
+        """The plugin's ``optimizer`` parameter when it has one: 'adam' (default),
+        'sparse_adam' (for networks made of ``sparse=True`` embeddings), 'sgd'
         (plain, as in Funk/Koren SVD: with a mean loss, lr ~ per-rating step x batch_size),
         'rprop' or 'lbfgs' (full-batch methods: set batch_size >= the rows, one step an epoch)."""
         name = getattr(self, "optimizer", "adam")
         wd = getattr(self, "weight_decay", 0.0)
         if name == "adam":
             return torch.optim.Adam(params, lr=self.lr, weight_decay=wd)
+        if name == "sparse_adam":  # lazy Adam: only the embedding rows in the batch move
+            return torch.optim.SparseAdam(list(params), lr=self.lr)
         if name == "sgd":
             return torch.optim.SGD(params, lr=self.lr, weight_decay=wd)
         if name == "rprop":
             return torch.optim.Rprop(params, lr=self.lr)
         if name == "lbfgs":
             return torch.optim.LBFGS(params, lr=self.lr, max_iter=20, history_size=20, line_search_fn="strong_wolfe")
-        raise ValueError(f"{type(self).__name__}: optimizer must be 'adam', 'sgd', 'rprop' or 'lbfgs', got {name!r}")
+        raise ValueError(f"{type(self).__name__}: optimizer must be 'adam', 'sparse_adam', 'sgd', 'rprop' or 'lbfgs', got {name!r}")
 
     def training_tensors(self, train: Interactions) -> dict[str, torch.Tensor]:
         t = {"user": torch.from_numpy(train.user), "item": torch.from_numpy(train.item)}

@@ -15,12 +15,12 @@ from recarena.torch_model import TorchRecommender
 
 
 class _Net(nn.Module):
-    def __init__(self, n_users: int, n_items: int, dim: int, mu: float, init_std: float):
+    def __init__(self, n_users: int, n_items: int, dim: int, mu: float, init_std: float, sparse: bool = False):
         super().__init__()
-        self.user_emb = nn.Embedding(n_users, dim)
-        self.item_emb = nn.Embedding(n_items, dim)
-        self.user_bias = nn.Embedding(n_users, 1)
-        self.item_bias = nn.Embedding(n_items, 1)
+        self.user_emb = nn.Embedding(n_users, dim, sparse=sparse)
+        self.item_emb = nn.Embedding(n_items, dim, sparse=sparse)
+        self.user_bias = nn.Embedding(n_users, 1, sparse=sparse)
+        self.item_bias = nn.Embedding(n_items, 1, sparse=sparse)
         self.register_buffer("mu", torch.tensor(float(mu)))
         for e in (self.user_emb, self.item_emb):
             nn.init.normal_(e.weight, std=init_std)
@@ -67,7 +67,7 @@ class BiasedMF(TorchRecommender):
     def build_network(self, train):
         mu = float(train.rating.mean()) if train.rating is not None else 0.0
         self.explicit_ = train.rating is not None
-        return _Net(train.n_users, train.n_items, int(self.dim), mu, float(self.init_std))
+        return _Net(train.n_users, train.n_items, int(self.dim), mu, float(self.init_std), self.optimizer == "sparse_adam")
 
     def loss(self, net: _Net, batch):
         u, i = batch["user"], batch["item"]
