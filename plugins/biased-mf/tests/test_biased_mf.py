@@ -8,7 +8,8 @@ from recarena_biased_mf import BiasedMF
 
 
 @parametrize_with_checks([BiasedMF(dim=8, epochs=8, batch_size=256, lr=0.02, reg=0.001),
-                          BiasedMF(dim=8, epochs=20, batch_size=64, lr=3.0, reg=0.01, optimizer="sgd")])
+                          BiasedMF(dim=8, epochs=20, batch_size=64, lr=3.0, reg=0.01, optimizer="sgd"),
+                          BiasedMF(dim=8, epochs=8, batch_size=256, lr=0.02, reg=0.001, optimizer="sparse_adam")])
 def test_conformance(model, check):
     check(model)
 
