@@ -6,7 +6,7 @@ from recarena_autorec import AutoRec
 
 
 @parametrize_with_checks([AutoRec(hidden=16, epochs=5, lr=0.01), AutoRec(hidden=16, epochs=5, lr=0.01, item_based=False),
-                          AutoRec(hidden=16, epochs=10, lr=0.01, optimizer="rprop", batch_size=10**6)])
+                          AutoRec(hidden=16, epochs=10, lr=0.01, optimizer="rprop", batch_size=10**6, input_dropout=0.2)])
 def test_conformance(model, check):
     check(model)
 

@@ -24,16 +24,21 @@ class _Net(nn.Module):
         self.register_buffer("known_cols", known)
         self.register_buffer("mu", torch.tensor(float(mu)))
 
-    def forward(self, rows: torch.Tensor) -> torch.Tensor:
-        """rows: int64 [B] -> reconstructed ratings float32 [B, n_in]"""
-        return self.dec(torch.sigmoid(self.enc(self.R[rows])))
+    def forward(self, rows: torch.Tensor, input_dropout: float = 0.0) -> torch.Tensor:
+        """rows: int64 [B] -> reconstructed ratings float32 [B, n_in]. ``input_dropout`` (training
+        only) hides that share of the observed inputs, which the loss still asks for."""
+        x = self.R[rows]
+        if input_dropout > 0:
+            x = nn.functional.dropout(x, input_dropout, training=True)
+        return self.dec(torch.sigmoid(self.enc(x)))
 
 
 class AutoRec(TorchRecommender):
     capabilities = Capabilities(tasks={Task.RATING}, onnx=True)
 
     def __init__(self, hidden: int = 500, lr: float = 0.001, reg: float = 1.0, epochs: int = 300,
-                 batch_size: int = 64, item_based: bool = True, optimizer: str = "adam"):
+                 batch_size: int = 64, item_based: bool = True, optimizer: str = "adam",
+                 input_dropout: float = 0.0):
         self.hidden = hidden
         self.lr = lr
         self.reg = reg
@@ -43,6 +48,7 @@ class AutoRec(TorchRecommender):
         # The paper trains full-batch with RProp or L-BFGS (batch_size >= the number of rows
         # gives one step per epoch); Adam on mini-batches is the common re-implementation.
         self.optimizer = optimizer
+        self.input_dropout = input_dropout
 
     def _axes(self, users, items):
         return (items, users) if self.item_based else (users, items)
@@ -65,7 +71,7 @@ class AutoRec(TorchRecommender):
 
     def loss(self, net, batch):
         rows = batch["row"]
-        out = net(rows)
+        out = net(rows, float(self.input_dropout))
         err = ((out - net.R[rows]) * net.M[rows]).pow(2).sum()
         reg = self.reg / 2 * (net.enc.weight.pow(2).sum() + net.dec.weight.pow(2).sum())
         # the paper's objective sums over all rows; scale the batch to it so reg keeps its weight
