@@ -575,3 +575,17 @@ def test_cluster_of_three(tmp_path, native_cache):
         assert models >= 3
     finally:
         d.stop()
+
+
+def test_spinning_is_off_by_default_and_a_module_argument(tmp_path, native_cache):
+    for spin in (None, 1):
+        d = db.start(tmp_path / f"spin{spin}", intra_op=2, module_args={"ALLOW_SPINNING": spin} if spin else None)
+        try:
+            r = redis.Redis(unix_socket_path=d.nodes[0].address[len("unix://"):])
+            assert r.execute_command("AI.CONFIG", "GET", "ALLOW_SPINNING") == (spin or 0)
+            r.execute_command("AI.MODELSTORE", "m", "ONNX", "CPU", "BLOB", onnx_graphs.relu())
+            r.execute_command("AI.TENSORSET", "x", "FLOAT", 1, 3, "VALUES", -1, 2, 0)
+            r.execute_command("AI.MODELEXECUTE", "m", "INPUTS", 1, "x", "OUTPUTS", 1, "y")
+            assert [float(v) for v in r.execute_command("AI.TENSORGET", "y", "VALUES")] == [0.0, 2.0, 0.0]
+        finally:
+            d.stop()

@@ -111,7 +111,7 @@ def main(argv=None) -> int:
     ap.add_argument("--data-dir", default=os.environ.get("RECARENA_DATA_DIR"))
     ap.add_argument("-n", type=int, default=2000)
     ap.add_argument("--model", default="ease", help="plugin trained on recbole-ml1m for the ml-1m figure")
-    ap.add_argument("--intra-op", type=int, default=1, help="ONNX Runtime threads per model run, in the database and in-process")
+    ap.add_argument("--intra-op", type=int, default=2, help="ONNX Runtime threads per model run, in the database and in-process")
     a = ap.parse_args(argv)
 
     from recarena import plugins

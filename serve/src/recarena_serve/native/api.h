@@ -170,7 +170,8 @@ enum {
     X(95, void, ReleaseSession, (OrtSession *))                                                              \
     X(96, void, ReleaseValue, (OrtValue *))                                                                  \
     X(99, void, ReleaseTensorTypeAndShapeInfo, (OrtTensorTypeAndShapeInfo *))                                \
-    X(100, void, ReleaseSessionOptions, (OrtSessionOptions *))
+    X(100, void, ReleaseSessionOptions, (OrtSessionOptions *))                                               \
+    X(130, OrtStatus *, AddSessionConfigEntry, (OrtSessionOptions *, const char *, const char *))
 
 #define ORT_DECLARE(slot, ret, name, args) extern ret(*ORT_##name) args;
 ORT_API(ORT_DECLARE)

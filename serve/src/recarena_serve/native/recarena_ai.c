@@ -16,7 +16,7 @@
  *
  * Module arguments (name value pairs): ORT_LIB path, THREADS_PER_QUEUE n,
  * INTRA_OP_PARALLELISM n, INTER_OP_PARALLELISM n, MODEL_CHUNK_SIZE bytes,
- * MAX_TENSOR_BYTES bytes, MAX_MODEL_BYTES bytes, ORT_ALLOW_UNVERIFIED 0|1. */
+ * MAX_TENSOR_BYTES bytes, MAX_MODEL_BYTES bytes, ORT_ALLOW_UNVERIFIED 0|1, ALLOW_SPINNING 0|1. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
@@ -57,7 +57,10 @@ static char ort_version[64] = "";
 static struct {
     long long threads, intra, inter, chunk, max_tensor, max_model, allow_unverified;
     char backends_path[1024];
-} cfg = {2, 1, 1, 511LL * 1024 * 1024, 1LL << 30, 1LL << 30, 0, ""};
+    /* ORT's pool threads spin between runs by default; on a small host they take the cores
+     * the server and its clients need, and the tail latency pays (off by default here) */
+    long long allow_spinning;
+} cfg = {2, 1, 1, 511LL * 1024 * 1024, 1LL << 30, 1LL << 30, 0, "", 0};
 
 static double now_us(void) {
     struct timespec ts;
@@ -212,6 +215,9 @@ static char *session_create(const char *blob, size_t len, OrtSession **out) {
     if (e) return e;
     if (!e) e = ort_err(ORT_SetIntraOpNumThreads(opt, (int)cfg.intra), "SetIntraOpNumThreads");
     if (!e) e = ort_err(ORT_SetInterOpNumThreads(opt, (int)cfg.inter), "SetInterOpNumThreads");
+    const char *spin = cfg.allow_spinning ? "1" : "0";
+    if (!e) e = ort_err(ORT_AddSessionConfigEntry(opt, "session.intra_op.allow_spinning", spin), "AddSessionConfigEntry");
+    if (!e) e = ort_err(ORT_AddSessionConfigEntry(opt, "session.inter_op.allow_spinning", spin), "AddSessionConfigEntry");
     if (!e) e = ort_err(ORT_CreateSessionFromArray(ort_env, blob, len, opt, out), "could not load the ONNX model");
     ORT_ReleaseSessionOptions(opt);
     return e;
@@ -1204,6 +1210,7 @@ static int cmd_config(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
         if (arg_is(argv[2], "THREADS_PER_QUEUE")) return RM_ReplyWithLongLong(ctx, cfg.threads);
         if (arg_is(argv[2], "INTRA_OP_PARALLELISM")) return RM_ReplyWithLongLong(ctx, cfg.intra);
         if (arg_is(argv[2], "INTER_OP_PARALLELISM")) return RM_ReplyWithLongLong(ctx, cfg.inter);
+        if (arg_is(argv[2], "ALLOW_SPINNING")) return RM_ReplyWithLongLong(ctx, cfg.allow_spinning);
         if (arg_is(argv[2], "BACKENDSPATH"))
             return RM_ReplyWithStringBuffer(ctx, cfg.backends_path, strlen(cfg.backends_path));
         return reply_errf(ctx, "ERR unsupported config parameter '%s'", shown(argv[2], sb, sizeof sb));
@@ -1346,6 +1353,7 @@ __attribute__((visibility("default"))) int RedisModule_OnLoad(RedisModuleCtx *ct
         else if (arg_is(argv[i], "MAX_TENSOR_BYTES")) ok = set_size(argv[i + 1], &cfg.max_tensor, 1, LLONG_MAX);
         else if (arg_is(argv[i], "MAX_MODEL_BYTES")) ok = set_size(argv[i + 1], &cfg.max_model, 1, LLONG_MAX);
         else if (arg_is(argv[i], "ORT_ALLOW_UNVERIFIED")) ok = set_size(argv[i + 1], &cfg.allow_unverified, 0, 1);
+        else if (arg_is(argv[i], "ALLOW_SPINNING")) ok = set_size(argv[i + 1], &cfg.allow_spinning, 0, 1);
         else {
             RM_Log(ctx, "warning", "ai: unknown module argument '%s'", shown(argv[i], sb, sizeof sb));
             return REDISMODULE_ERR;
