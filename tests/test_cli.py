@@ -76,6 +76,8 @@ def test_saved_config_reruns_as_is():
         (["train", "biased-mf", "--protocol", "synthetic-rank", "--dataset", "synthetic-1000", "--set", "dimm=8"], "Unknown params key 'dimm'"),
         (["train", "biased-mf", "--protocol", "synthetic-rank", "--dataset", "synthetic-1000", "--set", "trainer.patiense=3"], "Unknown trainer key 'patiense'"),
         (["train", "pop", "--protocol", "ml100k-u1"], "does not support the rating task"),
+        # a parameter that narrows what the plugin can do is checked too, before any data is read
+        (["train", "biased-mf", "--protocol", "synthetic-rank", "--dataset", "synthetic-1000", "--set", "solver=mcmc"], "does not support the ranking task"),
         (["train", "biased-mf", "--protocol", "ml100k-u1", "--data-dir", "/nonexistent"], "u.data, u.item not found"),
     ],
 )

@@ -37,7 +37,7 @@ def test_ncf_loo_uses_the_published_negatives():
 
 def test_ml100k_u1_biased_mf_quick_config_records_a_run():
     s = runner.train("biased-mf", "ml100k-u1", data_dir=str(SHARED),
-                     sets=["epochs=6", "batch_size=1024", "lr=0.005", "trainer.logger=none"], **QUIET)
+                     sets=["solver=gradient", "epochs=6", "batch_size=1024", "lr=0.005", "trainer.logger=none"], **QUIET)
     assert s["data"]["test"] == 20_000 and s["metrics"]["rmse"] < 0.96
     (row,) = ResultsStore().runs(protocol="ml100k-u1")
     assert row["config"]["params"]["epochs"] == 6 and row["fit_seconds"] > 0 and row["peak_memory_mb"] is not None

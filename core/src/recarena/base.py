@@ -60,6 +60,22 @@ class Capabilities:
         }
 
 
+class ParamCapabilities:
+    """Capabilities that narrow with an instance's parameters (scikit-learn's tags are
+    likewise per instance). Read on the class: everything the plugin can do under some
+    parameters (what ``recarena plugins`` lists); read on an instance:
+    ``narrow(instance, full)``, what it can do under its own. The conformance kit asks the
+    instance, so a variant is checked for what it claims.
+    """
+
+    def __init__(self, full: Capabilities, narrow: Callable[[Any, Capabilities], Capabilities]):
+        self.full = full
+        self.narrow = narrow
+
+    def __get__(self, obj, owner=None) -> Capabilities:
+        return self.full if obj is None else self.narrow(obj, self.full)
+
+
 @dataclass
 class Monitor:
     """Validation during training: ``evaluate(model) -> {metric: value}`` and which one selects.

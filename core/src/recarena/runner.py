@@ -117,14 +117,20 @@ def train(
     cls = plugins.get(model)
     task = proto["task"]
     ranks = {Task.RANKING.value, Task.SEQUENTIAL.value}
-    if not cls.capabilities.supports(task) and not (task in ranks and any(cls.capabilities.supports(t) for t in ranks)):
-        raise RecArenaError(
-            f"Model {model!r} does not support the {task} task of protocol {proto['name']!r} "
-            f"(it declares {', '.join(sorted(t.value for t in cls.capabilities.tasks))})."
-        )
+
+    def check_task(caps, what):
+        if not caps.supports(task) and not (task in ranks and any(caps.supports(t) for t in ranks)):
+            raise RecArenaError(
+                f"Model {model!r}{what} does not support the {task} task of protocol {proto['name']!r} "
+                f"(it declares {', '.join(sorted(t.value for t in caps.tasks))})."
+            )
+
+    check_task(cls.capabilities, "")
     ds = dataset or proto["dataset"]
     cfg = resolve(cls, model, proto, ds, seed, Path(experiment) if experiment else None, sets)
     estimator = cls(**cfg["params"])
+    # some parameters narrow what a plugin can do (biased-mf's MCMC solver fits ratings only)
+    check_task(estimator.capabilities, f" with {cfg['params']}")
     t0 = time.time()
     prepared = prepare(proto, cfg["dataset"], data_dir, seed=cfg["seed"])
     s = prepared.split

@@ -1,17 +1,36 @@
 """Biased matrix factorization: r(u, i) = mu + b_u + b_i + p_u . q_i.
 
-Explicit data: MSE with L2 on the factors and biases of each batch (as in Funk/Koren SVD).
-Implicit data: BPR over sampled negatives, so the same model also ranks.
+Two solvers:
+
+- ``solver='gradient'`` (default). Explicit data: MSE with L2 on the factors and biases of
+  each batch (as in Funk/Koren SVD); implicit data: BPR over sampled negatives, so the same
+  model also ranks. Trained by the Lightning loop with ``optimizer``.
+- ``solver='mcmc'``: Bayesian biased MF fitted by Gibbs sampling (as libFM's MCMC and
+  BPMF), explicit ratings only. Gaussian noise with a Gamma prior on its precision;
+  Gaussian priors on [bias, factors] of every user and item with per-dimension
+  Normal-Gamma hyperpriors, so there is no regularization weight to tune. Each user's
+  (and item's) bias and factors are drawn jointly from their Gaussian conditional. The
+  prediction is the posterior mean over the kept samples, which is itself a biased MF:
+  mean_s(b_u^s + b_i^s + p_u^s . q_i^s) = mean(b_u) + mean(b_i) + [p_u^1..p_u^S] . [q_i^1..q_i^S] / S,
+  so the fitted network holds the S samples side by side (``dim * samples`` columns) and
+  serves, exports and ranks like any biased MF.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from recarena import Capabilities, Task
+from recarena.base import ParamCapabilities
 from recarena.torch_model import TorchRecommender
+
+SOLVERS = ("gradient", "mcmc")
 
 
 class _Net(nn.Module):
@@ -40,7 +59,12 @@ class _Net(nn.Module):
 class BiasedMF(TorchRecommender):
     """Biased MF. ``dim`` factors; ``reg`` L2 weight on the batch's factors and biases."""
 
-    capabilities = Capabilities(tasks={Task.RATING, Task.RANKING}, embeddings=True, onnx=True)
+    capabilities = ParamCapabilities(
+        Capabilities(tasks={Task.RATING, Task.RANKING}, embeddings=True, onnx=True),
+        # the Gibbs sampler models ratings; it ranks explicit data by predicted rating but
+        # has no implicit-feedback (BPR) form
+        lambda m, full: replace(full, tasks={Task.RATING}) if m.solver == "mcmc" else full,
+    )
 
     def __init__(
         self,
@@ -53,6 +77,10 @@ class BiasedMF(TorchRecommender):
         init_std: float = 0.01,
         n_neg: int = 1,
         optimizer: str = "adam",
+        solver: str = "gradient",
+        burn_in: int = 50,
+        samples: int = 100,
+        thin: int = 1,
     ):
         self.dim = dim
         self.lr = lr
@@ -63,6 +91,51 @@ class BiasedMF(TorchRecommender):
         self.init_std = init_std
         self.n_neg = n_neg
         self.optimizer = optimizer
+        self.solver = solver
+        self.burn_in = burn_in
+        self.samples = samples
+        self.thin = thin
+
+    def _fit(self, train, valid, monitor):
+        if self.solver not in SOLVERS:
+            raise ValueError(f"BiasedMF: solver must be one of {', '.join(SOLVERS)}, got {self.solver!r}")
+        if self.solver == "gradient":
+            return super()._fit(train, valid, monitor)
+        if train.rating is None:
+            raise ValueError("BiasedMF(solver='mcmc') fits explicit ratings; this training set is implicit "
+                             "(use solver='gradient', which trains BPR on implicit data).")
+        for name in ("burn_in", "samples", "thin"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, np.integer)) and v >= (0 if name == "burn_in" else 1)):
+                raise ValueError(f"BiasedMF: {name} must be an integer >= {0 if name == 'burn_in' else 1}, got {v!r}")
+        settings = self.trainer_settings_
+        acc = settings.get("accelerator", "auto")
+        use_cuda = torch.cuda.is_available() and acc in ("auto", "gpu", "cuda")
+        device = torch.device("cuda" if use_cuda else "cpu")
+        mu, bu, bi, pu, qi, trace = _gibbs(
+            train, int(self.dim), int(self.burn_in), int(self.samples), int(self.thin), device,
+            progress=bool(settings.get("progress_bar", True)),
+        )
+        net = _Net(train.n_users, train.n_items, pu.shape[1], mu, 0.0)
+        with torch.no_grad():
+            net.user_emb.weight.copy_(pu)
+            net.item_emb.weight.copy_(qi)
+            net.user_bias.weight.copy_(bu.view(-1, 1))
+            net.item_bias.weight.copy_(bi.view(-1, 1))
+        self.network_ = net.eval()
+        self.explicit_ = True
+        self.epochs_trained_ = len(trace)
+        # the sweep-by-sweep noise level and training RMSE of the running posterior mean
+        self.history_ = trace
+        self.best_epoch_ = None
+
+    def _embeddings(self):
+        out = super()._embeddings()
+        if self.solver == "mcmc":
+            # the posterior mean of each factor vector (the network holds every sample)
+            s = int(self.samples)
+            out = {k: (v.reshape(v.shape[0], s, -1).mean(1) * math.sqrt(s)).astype(np.float32) for k, v in out.items()}
+        return out
 
     def build_network(self, train):
         mu = float(train.rating.mean()) if train.rating is not None else 0.0
@@ -93,3 +166,90 @@ class BiasedMF(TorchRecommender):
 
     def predict_pairs(self, net: _Net, users, items):
         return net(users, items)
+
+
+def _gibbs(train, dim: int, burn_in: int, samples: int, thin: int, device: torch.device, progress: bool = True):
+    """Gibbs sampler for Bayesian biased MF on ``train``'s ratings.
+
+    Returns ``(mu, user_bias [n_users], item_bias [n_items], P [n_users, dim * samples],
+    Q [n_items, dim * samples], trace)``, float32 on the CPU, where ``P @ Q.T`` plus the
+    biases is the posterior mean of the kept samples, and ``trace`` a list of per-sweep
+    dicts. Arithmetic in float64: the per-entity systems are solved by Cholesky.
+    """
+    from tqdm.auto import tqdm
+
+    f64 = dict(dtype=torch.float64, device=device)
+    u = torch.as_tensor(train.user, device=device)
+    i = torch.as_tensor(train.item, device=device)
+    r = torch.as_tensor(train.rating, **f64)
+    n_u, n_i, n = train.n_users, train.n_items, len(r)
+    mu = float(r.mean())
+    rc = r - mu
+    d = dim + 1  # [bias, factors]
+
+    def side(rows, cols, n_rows, n_cols):
+        # ratings in (row, col) order, so each sweep's COO matrices are built coalesced; a
+        # repeated (user, item) pair is kept as two observations, which summing also does
+        key = rows * n_cols + cols
+        order = torch.argsort(key, stable=True)
+        idx = torch.stack([rows[order], cols[order]])
+        unique = bool((key[order][1:] != key[order][:-1]).all()) if n > 1 else True
+        return order, idx, n_rows, unique
+
+    sides = {"user": side(u, i, n_u, n_i), "item": side(i, u, n_i, n_u)}
+    gen_shape = lambda *s: torch.randn(*s, **f64)  # noqa: E731
+    P = torch.cat([torch.zeros(n_u, 1, **f64), 0.1 * gen_shape(n_u, dim)], 1)
+    Q = torch.cat([torch.zeros(n_i, 1, **f64), 0.1 * gen_shape(n_i, dim)], 1)
+    hyper = {"user": torch.zeros(d, **f64), "item": torch.zeros(d, **f64)}
+
+    def gamma(shape, rate):
+        return torch.distributions.Gamma(torch.as_tensor(shape, **f64), torch.as_tensor(rate, **f64)).sample()
+
+    def draw(which, own, other, alpha):
+        order, idx, n_rows, unique = sides[which]
+        # Normal-Gamma hyperprior per dimension (mean 0, precision 1, one pseudo-observation)
+        m_prev = hyper[which]
+        k = own.shape[0]
+        lam = gamma(1 + (k + 1) / 2, 1 + 0.5 * (((own - m_prev) ** 2).sum(0) + m_prev**2))
+        m = own.sum(0) / (k + 1) + torch.randn(d, **f64) / torch.sqrt((k + 1) * lam)
+        hyper[which] = m
+        # design row per rating: [1, other's factors]; target: rating - mu - other's bias
+        X = torch.cat([torch.ones(other.shape[0], 1, **f64), other[:, 1:]], 1)
+        outer = (X[:, :, None] * X[:, None, :]).reshape(-1, d * d)
+        ones = torch.sparse_coo_tensor(idx, torch.ones(n, **f64), (n_rows, other.shape[0]), is_coalesced=unique, check_invariants=False)
+        y = rc[order] - other[idx[1], 0]
+        ys = torch.sparse_coo_tensor(idx, y, (n_rows, other.shape[0]), is_coalesced=unique, check_invariants=False)
+        prec = alpha * torch.sparse.mm(ones, outer).view(n_rows, d, d) + torch.diag(lam)
+        rhs = alpha * torch.sparse.mm(ys, X) + lam * m
+        L = torch.linalg.cholesky(prec)
+        mean = torch.cholesky_solve(rhs.unsqueeze(-1), L).squeeze(-1)
+        noise = torch.linalg.solve_triangular(L.transpose(1, 2), torch.randn(n_rows, d, 1, **f64), upper=True)
+        return mean + noise.squeeze(-1)
+
+    total = burn_in + (samples - 1) * thin + 1  # the last sweep is a kept one
+    kept_p, kept_q, trace = [], [], []
+    mean_pred = torch.zeros(n, **f64)
+    bar = tqdm(range(total), desc="Gibbs sweeps", disable=not progress, leave=False)
+    for sweep in bar:
+        pred = P[u, 0] + Q[i, 0] + (P[u, 1:] * Q[i, 1:]).sum(1)
+        sse = float(((rc - pred) ** 2).sum())
+        alpha = float(gamma(1 + n / 2, 1 + 0.5 * sse))
+        P = draw("user", P, Q, alpha)
+        Q = draw("item", Q, P, alpha)
+        entry = {"epoch": sweep, "noise_sd": 1 / math.sqrt(alpha), "train_rmse_sample": math.sqrt(sse / n)}
+        if sweep >= burn_in and (sweep - burn_in) % thin == 0:
+            kept_p.append(P.float().cpu())
+            kept_q.append(Q.float().cpu())
+            pred = P[u, 0] + Q[i, 0] + (P[u, 1:] * Q[i, 1:]).sum(1)
+            mean_pred += (pred - mean_pred) / len(kept_p)
+            entry["train_rmse_mean"] = float(((rc - mean_pred) ** 2).mean().sqrt())
+        trace.append(entry)
+        bar.set_postfix(noise_sd=f"{entry['noise_sd']:.3f}", kept=len(kept_p))
+    bar.close()
+    s = len(kept_p)
+    bu = torch.stack([p[:, 0] for p in kept_p]).mean(0)
+    bi = torch.stack([q[:, 0] for q in kept_q]).mean(0)
+    scale = 1 / math.sqrt(s)
+    pu = torch.cat([p[:, 1:] for p in kept_p], 1) * scale
+    qi = torch.cat([q[:, 1:] for q in kept_q], 1) * scale
+    return mu, bu, bi, pu, qi, trace
