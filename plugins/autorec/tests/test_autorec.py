@@ -29,3 +29,31 @@ def test_unknown_optimizer_is_named():
     train, _, _ = _rating_data()
     with pytest.raises(ValueError, match="optimizer must be .*got 'adagrad'"):
         AutoRec(hidden=8, epochs=1, optimizer="adagrad").fit(train, None, seed=0, trainer=KIT_TRAINER)
+
+
+# 3 users, 4 items: user 2 and item 3 are in the catalogue without a training rating;
+# mean 3.2; user means 4.0, 2.0; item 0's mean 3.5
+COLD_PAIRS = (np.array([0, 1, 2, 2]), np.array([3, 3, 0, 3]))
+
+
+@pytest.mark.parametrize("item_based, want", [
+    (True, [4.0, 2.0, 3.2, 3.2]),  # item 3 cannot be encoded: its users' means; user 2: the mean
+    (False, [3.2, 3.2, 3.5, 3.2]),  # U-AutoRec: user 2 cannot be encoded: item 0's mean
+])
+def test_a_row_without_training_ratings_gets_the_other_sides_mean(item_based, want, tmp_path):
+    """AutoRec cannot encode a row nobody filled in training (an all-zero input gives one
+    constant for everyone): the plugin and its ONNX graph answer the other side's mean."""
+    import onnxruntime as ort
+
+    from recarena.data.interactions import IdMap, Interactions
+
+    u = np.array([0, 0, 0, 1, 1], np.int64)
+    i = np.array([0, 1, 2, 0, 2], np.int64)
+    r = np.array([5, 4, 3, 2, 2], np.float32)
+    data = Interactions(u, i, IdMap(np.arange(3)), IdMap(np.arange(4)), r, rating_scale=(1.0, 5.0))
+    m = AutoRec(hidden=4, epochs=3, lr=0.01, item_based=item_based).fit(data, None, seed=0, trainer=KIT_TRAINER)
+    np.testing.assert_allclose(m.predict(*COLD_PAIRS), want, atol=1e-6)
+    m.export_onnx(tmp_path, k=2)
+    sess = ort.InferenceSession(str(tmp_path / "predict.onnx"), providers=["CPUExecutionProvider"])
+    (onnx_got,) = sess.run(["score"], {"user": COLD_PAIRS[0], "item": COLD_PAIRS[1]})
+    np.testing.assert_allclose(onnx_got, want, atol=1e-5)

@@ -1,7 +1,9 @@
 """AutoRec (Sedhain et al., WWW 2015). I-AutoRec (default) encodes each item's column of
 observed ratings over users, h = sigmoid(V r + mu), r' = W h + b, and is trained on the
 observed entries only with L2 on W and V; U-AutoRec (``item_based=False``) swaps the roles.
-Users or items with no training ratings are predicted as the training mean."""
+A pair whose encoded entity (the item, for I-AutoRec) has no training rating gets the other
+side's mean training rating (the user's mean): the network would see an all-zero input and
+answer one constant for everyone. A pair with neither side known gets the training mean."""
 
 from __future__ import annotations
 
@@ -13,7 +15,8 @@ from recarena.torch_model import TorchRecommender
 
 
 class _Net(nn.Module):
-    def __init__(self, n_in: int, hidden: int, R: torch.Tensor, M: torch.Tensor, mu: float, known: torch.Tensor):
+    def __init__(self, n_in: int, hidden: int, R: torch.Tensor, M: torch.Tensor, mu: float, known: torch.Tensor,
+                 col_mean: torch.Tensor | None = None):
         super().__init__()
         self.enc = nn.Linear(n_in, hidden)
         self.dec = nn.Linear(hidden, n_in)
@@ -23,6 +26,9 @@ class _Net(nn.Module):
         self.register_buffer("M", M)
         self.register_buffer("known_cols", known)
         self.register_buffer("mu", torch.tensor(float(mu)))
+        # mean training rating of each column entity (mu where it has none): the answer for
+        # a row the network cannot encode
+        self.register_buffer("col_mean", col_mean if col_mean is not None else torch.full((n_in,), float(mu)))
 
     def forward(self, rows: torch.Tensor, input_dropout: float = 0.0) -> torch.Tensor:
         """rows: int64 [B] -> reconstructed ratings float32 [B, n_in]. ``input_dropout`` (training
@@ -64,7 +70,10 @@ class AutoRec(TorchRecommender):
         known[rows] = True
         known[n_rows + cols] = True
         self.n_rows_ = n_rows
-        return _Net(n_cols, int(self.hidden), R, M, float(train.rating.mean()), known)
+        mu = float(train.rating.mean())
+        n = M.sum(0)
+        col_mean = torch.where(n > 0, R.sum(0) / n.clamp(min=1), torch.tensor(mu))
+        return _Net(n_cols, int(self.hidden), R, M, mu, known, col_mean)
 
     def training_tensors(self, train):
         return {"row": torch.arange(self.n_rows_)}
@@ -86,12 +95,16 @@ class AutoRec(TorchRecommender):
             sel = (inv >= s) & (inv < s + chunk)
             rec = net(uniq[s : s + chunk])
             out[sel] = rec[inv[sel] - s, cols[sel]]
-        known = net.known_cols[rows] & net.known_cols[net.R.shape[0] + cols]
-        return torch.where(known, out, net.mu)
+        return self._fallback(net, rows, cols, out)
+
+    @staticmethod
+    def _fallback(net, rows, cols, out):
+        row_known = net.known_cols[rows]
+        col_known = net.known_cols[net.R.shape[0] + cols]
+        return torch.where(row_known & col_known, out, torch.where(col_known, net.col_mean[cols], net.mu))
 
     def onnx_predict_pairs(self, net, users, items):
         # the graph decodes one row per pair (no torch.unique, which does not export)
         rows, cols = self._axes(users, items)
         out = net(rows).gather(1, cols.view(-1, 1)).view(-1)
-        known = net.known_cols[rows] & net.known_cols[net.R.shape[0] + cols]
-        return torch.where(known, out, net.mu)
+        return self._fallback(net, rows, cols, out)
