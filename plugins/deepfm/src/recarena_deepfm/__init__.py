@@ -11,8 +11,13 @@ from recarena.ctr import CTRRecommender, fm_logit
 
 
 class _Net(nn.Module):
-    def __init__(self, n_features: int, n_fields: int, dim: int, hidden, dropout: float, batch_norm: bool = True):
+    def __init__(self, n_features: int, n_fields: int, dim: int, hidden, dropout: float, batch_norm: bool = True,
+                 input_dropout: float = 0.0, pooled: list[int] | None = None):
         super().__init__()
+        # columns of a multi-valued field (genre slots) the deep part sees as one mean vector
+        self.register_buffer("pooled", torch.tensor(pooled or [], dtype=torch.int64))
+        keep = [c for c in range(n_fields) if c not in set(pooled or [])]
+        self.register_buffer("single", torch.tensor(keep, dtype=torch.int64))
         self.w0 = nn.Parameter(torch.zeros(()))
         self.w = nn.Embedding(n_features, 1, padding_idx=0)
         self.v = nn.Embedding(n_features, dim, padding_idx=0)
@@ -20,7 +25,7 @@ class _Net(nn.Module):
         nn.init.normal_(self.v.weight, std=0.01)
         with torch.no_grad():
             self.v.weight[0].zero_()
-        layers, width = [], n_fields * dim
+        layers, width = [nn.Dropout(input_dropout)] if input_dropout else [], (len(keep) + bool(pooled)) * dim
         for h in hidden:
             layers += [nn.Linear(width, h), *([nn.BatchNorm1d(h)] if batch_norm else []), nn.ReLU(), nn.Dropout(dropout)]
             width = h
@@ -29,7 +34,16 @@ class _Net(nn.Module):
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         """feats: int64 [B, F] -> logits float32 [B]"""
-        return fm_logit(self.w0, self.w, self.v, feats) + self.mlp(self.v(feats).flatten(1)).squeeze(-1)
+        return fm_logit(self.w0, self.w, self.v, feats) + self.mlp(self.deep_input(feats)).squeeze(-1)
+
+    def deep_input(self, feats: torch.Tensor) -> torch.Tensor:
+        """feats: int64 [B, F] -> float32 [B, (F' [+ 1]) * dim], the field embeddings side by side."""
+        e = self.v(feats)
+        if self.pooled.numel() == 0:
+            return e.flatten(1)
+        multi = e[:, self.pooled]  # [B, slots, dim], padding slots are zero vectors
+        n = (feats[:, self.pooled] != 0).sum(1, keepdim=True).clamp(min=1).to(e.dtype)
+        return torch.cat([e[:, self.single].flatten(1), multi.sum(1) / n], 1)
 
 
 class DeepFM(CTRRecommender):
@@ -37,7 +51,7 @@ class DeepFM(CTRRecommender):
 
     def __init__(self, dim: int = 16, hidden: tuple = (128, 128, 128), dropout: float = 0.2, lr: float = 0.001,
                  weight_decay: float = 0.0, epochs: int = 50, batch_size: int = 2048, use_side: bool = True,
-                 batch_norm: bool = True):
+                 batch_norm: bool = True, input_dropout: float = 0.0, pool_multi: bool = False):
         self.dim = dim
         self.hidden = hidden
         self.dropout = dropout
@@ -47,9 +61,13 @@ class DeepFM(CTRRecommender):
         self.batch_size = batch_size
         self.use_side = use_side
         self.batch_norm = batch_norm
+        self.input_dropout = input_dropout
+        self.pool_multi = pool_multi
 
     def build_ctr_network(self, fields, train):
-        return _Net(fields.n_features, fields.n_fields, int(self.dim), list(self.hidden), float(self.dropout), bool(self.batch_norm))
+        pooled = [k for k, name in enumerate(fields.names) if name.endswith("]")] if self.pool_multi else []
+        return _Net(fields.n_features, fields.n_fields, int(self.dim), list(self.hidden), float(self.dropout),
+                    bool(self.batch_norm), float(self.input_dropout), pooled)
 
     def logits(self, net, feats):
         return net(feats)
