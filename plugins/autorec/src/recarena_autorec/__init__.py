@@ -16,7 +16,7 @@ from recarena.torch_model import TorchRecommender
 
 class _Net(nn.Module):
     def __init__(self, n_in: int, hidden: int, R: torch.Tensor, M: torch.Tensor, mu: float, known: torch.Tensor,
-                 col_mean: torch.Tensor | None = None):
+                 col_mean: torch.Tensor):
         super().__init__()
         self.enc = nn.Linear(n_in, hidden)
         self.dec = nn.Linear(hidden, n_in)
@@ -28,7 +28,7 @@ class _Net(nn.Module):
         self.register_buffer("mu", torch.tensor(float(mu)))
         # mean training rating of each column entity (mu where it has none): the answer for
         # a row the network cannot encode
-        self.register_buffer("col_mean", col_mean if col_mean is not None else torch.full((n_in,), float(mu)))
+        self.register_buffer("col_mean", col_mean)
 
     def forward(self, rows: torch.Tensor, input_dropout: float = 0.0) -> torch.Tensor:
         """rows: int64 [B] -> reconstructed ratings float32 [B, n_in]. ``input_dropout`` (training

@@ -194,19 +194,21 @@ def _gibbs(train, dim: int, burn_in: int, samples: int, thin: int, device: torch
         order = torch.argsort(key, stable=True)
         idx = torch.stack([rows[order], cols[order]])
         unique = bool((key[order][1:] != key[order][:-1]).all()) if n > 1 else True
-        return order, idx, n_rows, unique
+        # the rating pattern does not change between sweeps: build its indicator matrix once
+        ones = torch.sparse_coo_tensor(idx, torch.ones(n, **f64), (n_rows, n_cols), is_coalesced=unique, check_invariants=False)
+        return order, idx, ones, unique
 
     sides = {"user": side(u, i, n_u, n_i), "item": side(i, u, n_i, n_u)}
-    gen_shape = lambda *s: torch.randn(*s, **f64)  # noqa: E731
-    P = torch.cat([torch.zeros(n_u, 1, **f64), 0.1 * gen_shape(n_u, dim)], 1)
-    Q = torch.cat([torch.zeros(n_i, 1, **f64), 0.1 * gen_shape(n_i, dim)], 1)
+    P = torch.cat([torch.zeros(n_u, 1, **f64), 0.1 * torch.randn(n_u, dim, **f64)], 1)
+    Q = torch.cat([torch.zeros(n_i, 1, **f64), 0.1 * torch.randn(n_i, dim, **f64)], 1)
     hyper = {"user": torch.zeros(d, **f64), "item": torch.zeros(d, **f64)}
 
     def gamma(shape, rate):
         return torch.distributions.Gamma(torch.as_tensor(shape, **f64), torch.as_tensor(rate, **f64)).sample()
 
     def draw(which, own, other, alpha):
-        order, idx, n_rows, unique = sides[which]
+        order, idx, ones, unique = sides[which]
+        n_rows = ones.shape[0]
         # Normal-Gamma hyperprior per dimension (mean 0, precision 1, one pseudo-observation)
         m_prev = hyper[which]
         k = own.shape[0]
@@ -216,7 +218,6 @@ def _gibbs(train, dim: int, burn_in: int, samples: int, thin: int, device: torch
         # design row per rating: [1, other's factors]; target: rating - mu - other's bias
         X = torch.cat([torch.ones(other.shape[0], 1, **f64), other[:, 1:]], 1)
         outer = (X[:, :, None] * X[:, None, :]).reshape(-1, d * d)
-        ones = torch.sparse_coo_tensor(idx, torch.ones(n, **f64), (n_rows, other.shape[0]), is_coalesced=unique, check_invariants=False)
         y = rc[order] - other[idx[1], 0]
         ys = torch.sparse_coo_tensor(idx, y, (n_rows, other.shape[0]), is_coalesced=unique, check_invariants=False)
         prec = alpha * torch.sparse.mm(ones, outer).view(n_rows, d, d) + torch.diag(lam)
