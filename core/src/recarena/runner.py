@@ -167,9 +167,9 @@ def train(
                 best = getattr(estimator, "best_epoch_", None)
                 if hasattr(estimator, "log_final"):  # close the selection run's logger first
                     estimator.log_final({f"best_{k}": v for k, v in valid_metrics.items()}, prefix="valid")
+                refit = estimator.refit_params() if hasattr(estimator, "refit_params") else {}
                 estimator = cls(**cfg["params"])
-                if best is not None:
-                    estimator.set_params(epochs=best + 1)
+                estimator.set_params(**refit)
                 estimator.fit(s.train.concat(s.valid), None, seed=cfg["seed"], trainer=trainer_cfg)
                 estimator.best_epoch_ = best
             fit_s = time.perf_counter() - tf

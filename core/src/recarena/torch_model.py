@@ -329,6 +329,13 @@ class TorchRecommender(Recommender):
         self._last_logger = logger
         self.network_ = network.cpu().eval()
 
+    def refit_params(self) -> dict[str, Any]:
+        """Parameters that repeat this fit's model selection in a refit on train + valid, which
+        has no validation rows to stop on: the epoch count early stopping chose. A plugin with
+        more than one early-stopped stage adds its own."""
+        best = getattr(self, "best_epoch_", None)
+        return {} if best is None else {"epochs": best + 1}
+
     @staticmethod
     def _best_epoch(monitor):
         if not monitor.history:
