@@ -121,3 +121,18 @@ def test_raw_ids_both_ways_survive_save_and_load(tmp_path):
     np.testing.assert_array_equal(pred, want)
     with pytest.raises(RecArenaError, match="Unknown raw id"):
         loaded.predict_raw(["dan"], [30])
+
+
+def test_ema_setting_fits_the_exponential_average_of_the_weights(split):
+    train = split.train
+    # full batch: each epoch is one deterministic step, so runs of 1, 2 and 3 epochs with one seed
+    # walk the same trajectory w1, w2, w3
+    steps = [TinyMF(epochs=n, batch_size=10**6).fit(train, seed=3, trainer=QUIET).network_.user_emb.weight.detach()
+             for n in (1, 2, 3)]
+    d = 0.6
+    ema = TinyMF(epochs=3, batch_size=10**6).fit(train, seed=3, trainer={**QUIET, "ema": d})
+    # torch's AveragedModel starts from the first step's weights, then avg = d avg + (1 - d) w
+    want = d * (d * steps[0] + (1 - d) * steps[1]) + (1 - d) * steps[2]
+    torch.testing.assert_close(ema.network_.user_emb.weight.detach(), want)
+    with pytest.raises(Exception, match="'ema' is the averaging decay"):
+        TinyMF(epochs=1).fit(train, seed=0, trainer={**QUIET, "ema": 1.5})

@@ -47,6 +47,9 @@ TRAINER_KEYS = {
     "deterministic": False,
     "run_dir": None,  # checkpoints/ and logs/ go here (a temp dir when None)
     "max_time": None,  # "DD:HH:MM:SS"
+    # decay of an exponential moving average of the weights, updated every optimizer step
+    # (0: off); validation, the best checkpoint and the fitted model then use the average
+    "ema": 0.0,
 }
 
 
@@ -293,6 +296,14 @@ class TorchRecommender(Recommender):
             callbacks.append(ckpt)
             # one dummy batch per validation pass: the evaluator does its own chunking
             val_loader = torch.utils.data.DataLoader([0], batch_size=None)
+        ema = float(settings["ema"] or 0.0)
+        if not 0.0 <= ema < 1.0:
+            raise RecArenaError(f"trainer setting 'ema' is the averaging decay, in [0, 1); got {ema}.")
+        if ema:
+            from lightning.pytorch.callbacks import EMAWeightAveraging
+
+            # buffers (training matrices, masks) are not weights: they stay as they are
+            callbacks.append(EMAWeightAveraging(decay=ema, use_buffers=False))
         logger = self._make_logger(settings, run_dir / "logs")
         trainer = L.Trainer(
             max_epochs=int(self.epochs),
@@ -328,6 +339,13 @@ class TorchRecommender(Recommender):
                 shutil.rmtree(run_dir, ignore_errors=True)
         self._last_logger = logger
         self.network_ = network.cpu().eval()
+
+    def fit_stage(self, stage: Recommender, train: Interactions, valid: Interactions | None,
+                  monitor: Monitor | None) -> Recommender:
+        """Fit a sub-model (a pre-training stage) from inside ``_fit``: this fit's seed and trainer
+        settings, its own early stopping on the same validation metric. Returns ``stage`` fitted."""
+        mon = Monitor(monitor.metric, monitor.mode, monitor.evaluate) if monitor else None
+        return stage.fit(train, valid, seed=self.seed_, monitor=mon, trainer=self.trainer_settings_)
 
     def refit_params(self) -> dict[str, Any]:
         """Parameters that repeat this fit's model selection in a refit on train + valid, which

@@ -1,11 +1,17 @@
 import torch
 
+from recarena.data.filtering import binarize
+from recarena.data.splits import global_random
+from recarena.data.synthetic import synthetic
 from recarena.testing import parametrize_with_checks
-from recarena_deepfm import DeepFM, _Net
+from recarena_deepfm import DeepFM, _FMStage, _Net
+
+QUIET = {"logger": "none", "progress_bar": False}
 
 
 @parametrize_with_checks([DeepFM(dim=4, hidden=(16,), epochs=3, lr=0.01), DeepFM(dim=4, hidden=(16,), epochs=3, lr=0.01, batch_norm=False),
-                          DeepFM(dim=4, hidden=(16,), epochs=3, lr=0.01, pool_multi=True, input_dropout=0.2)])
+                          DeepFM(dim=4, hidden=(16,), epochs=3, lr=0.01, pool_multi=True, input_dropout=0.2),
+                          DeepFM(dim=4, hidden=(16,), epochs=2, lr=0.01, pretrain_epochs=2)])
 def test_conformance(model, check):
     check(model)
 
@@ -21,3 +27,14 @@ def test_pooled_slots_reach_the_deep_part_as_the_mean_of_their_filled_slots():
     assert net.mlp[0].in_features == 6
     unpooled = _Net(n_features=10, n_fields=4, dim=2, hidden=[], dropout=0.0, batch_norm=False)
     assert unpooled.deep_input(feats).shape == (2, 8)
+
+
+def test_pretraining_starts_the_fm_part_from_the_fm_stage():
+    s = global_random(binarize(synthetic(3_000, seed=4), 4), [0.9, 0.1], seed=0)
+    # lr 0: the second stage cannot move anything, so what it holds is what it started from
+    model = DeepFM(dim=4, hidden=(8,), epochs=1, lr=0.0, pretrain_epochs=3, batch_size=512)
+    model.fit(s.train, seed=2, trainer=QUIET)
+    stage = _FMStage(dim=4, lr=model.pretrain_lr, epochs=3, batch_size=512).fit(s.train, seed=2, trainer=QUIET)
+    for name in ("w0", "w.weight", "v.weight"):
+        torch.testing.assert_close(model.network_.get_parameter(name), stage.network_.get_parameter(name))
+    assert stage.network_.v.weight.abs().max() > 0.05  # the stage did learn (init std is .01)

@@ -1,5 +1,9 @@
 """DeepFM (Guo et al. 2017): an FM and an MLP over the same field embeddings; the logit is
-their sum."""
+their sum.
+
+``pretrain_epochs`` > 0 first fits the FM alone (at ``pretrain_lr``; FM converges best at a
+larger step than the MLP tolerates), early-stopped on validation, and starts DeepFM's FM weights
+and shared embeddings from it, as NeuMF starts from its pre-trained parts."""
 
 from __future__ import annotations
 
@@ -46,12 +50,48 @@ class _Net(nn.Module):
         return torch.cat([e[:, self.single].flatten(1), multi.sum(1) / n], 1)
 
 
+class _FMNet(nn.Module):
+    """The pre-training stage: DeepFM's FM part alone."""
+
+    def __init__(self, n_features: int, dim: int):
+        super().__init__()
+        self.w0 = nn.Parameter(torch.zeros(()))
+        self.w = nn.Embedding(n_features, 1, padding_idx=0)
+        self.v = nn.Embedding(n_features, dim, padding_idx=0)
+        nn.init.zeros_(self.w.weight)
+        nn.init.normal_(self.v.weight, std=0.01)
+        with torch.no_grad():
+            self.v.weight[0].zero_()
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        """feats: int64 [B, F] -> logits float32 [B]"""
+        return fm_logit(self.w0, self.w, self.v, feats)
+
+
+class _FMStage(CTRRecommender):
+    capabilities = Capabilities(tasks={Task.CTR})
+
+    def __init__(self, dim=16, lr=0.005, epochs=50, batch_size=2048, use_side=True):
+        self.dim = dim
+        self.lr = lr
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.use_side = use_side
+
+    def build_ctr_network(self, fields, train):
+        return _FMNet(fields.n_features, int(self.dim))
+
+    def logits(self, net, feats):
+        return net(feats)
+
+
 class DeepFM(CTRRecommender):
     capabilities = Capabilities(tasks={Task.CTR}, side_features=True, embeddings=True, onnx=True)
 
     def __init__(self, dim: int = 16, hidden: tuple = (128, 128, 128), dropout: float = 0.2, lr: float = 0.001,
                  weight_decay: float = 0.0, epochs: int = 50, batch_size: int = 2048, use_side: bool = True,
-                 batch_norm: bool = True, input_dropout: float = 0.0, pool_multi: bool = False):
+                 batch_norm: bool = True, input_dropout: float = 0.0, pool_multi: bool = False,
+                 pretrain_epochs: int = 0, pretrain_lr: float = 0.005):
         self.dim = dim
         self.hidden = hidden
         self.dropout = dropout
@@ -63,11 +103,37 @@ class DeepFM(CTRRecommender):
         self.batch_norm = batch_norm
         self.input_dropout = input_dropout
         self.pool_multi = pool_multi
+        self.pretrain_epochs = pretrain_epochs
+        self.pretrain_lr = pretrain_lr
+
+    def _fit(self, train, valid, monitor):
+        self._init_from = None
+        if self.pretrain_epochs:
+            stage = _FMStage(dim=self.dim, lr=self.pretrain_lr, epochs=self.pretrain_epochs,
+                             batch_size=self.batch_size, use_side=self.use_side)
+            self._init_from = self.fit_stage(stage, train, valid, monitor).network_
+            self.pretrain_best_epoch_ = getattr(stage, "best_epoch_", None)
+        try:
+            super()._fit(train, valid, monitor)
+        finally:
+            self._init_from = None
+
+    def refit_params(self):
+        refit = super().refit_params()
+        if getattr(self, "pretrain_best_epoch_", None) is not None:
+            refit["pretrain_epochs"] = self.pretrain_best_epoch_ + 1
+        return refit
 
     def build_ctr_network(self, fields, train):
         pooled = [k for k, name in enumerate(fields.names) if name.endswith("]")] if self.pool_multi else []
-        return _Net(fields.n_features, fields.n_fields, int(self.dim), list(self.hidden), float(self.dropout),
-                    bool(self.batch_norm), float(self.input_dropout), pooled)
+        net = _Net(fields.n_features, fields.n_fields, int(self.dim), list(self.hidden), float(self.dropout),
+                   bool(self.batch_norm), float(self.input_dropout), pooled)
+        init = getattr(self, "_init_from", None)
+        if init is not None:
+            with torch.no_grad():
+                for name in ("w0", "w.weight", "v.weight"):
+                    net.get_parameter(name).copy_(init.get_parameter(name))
+        return net
 
     def logits(self, net, feats):
         return net(feats)

@@ -16,7 +16,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from recarena import Capabilities, Task
-from recarena.base import Monitor
 from recarena.torch_model import TorchRecommender
 
 
@@ -95,9 +94,7 @@ class NCF(TorchRecommender):
             parts = {}
             for v in ("gmf", "mlp"):
                 sub = NCF(**{**self.get_params(), "variant": v, "pretrain": False, "epochs": self.pretrain_epochs})
-                mon = Monitor(monitor.metric, monitor.mode, monitor.evaluate) if monitor else None
-                sub.fit(train, valid, seed=self.seed_, monitor=mon, trainer=self.trainer_settings_)
-                parts[v] = sub.network_
+                parts[v] = self.fit_stage(sub, train, valid, monitor).network_
             self._init_from = parts
         super()._fit(train, valid, monitor)
         self._init_from = None

@@ -14,7 +14,6 @@ import torch
 from torch import nn
 
 from recarena import Capabilities, Task
-from recarena.base import Monitor
 from recarena.torch_model import TorchRecommender
 
 
@@ -116,9 +115,7 @@ class RecommenderNet(TorchRecommender):
         if self.pretrain_epochs:
             stage = _DotStage(dim=self.dim, lr=self.pretrain_lr, reg=self.pretrain_reg, epochs=self.pretrain_epochs,
                               batch_size=self.batch_size)
-            mon = Monitor(monitor.metric, monitor.mode, monitor.evaluate) if monitor else None
-            stage.fit(train, valid, seed=self.seed_, monitor=mon, trainer=self.trainer_settings_)
-            self._init_from = stage.network_
+            self._init_from = self.fit_stage(stage, train, valid, monitor).network_
             self.pretrain_best_epoch_ = getattr(stage, "best_epoch_", None)
         try:
             super()._fit(train, valid, monitor)
