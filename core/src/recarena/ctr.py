@@ -23,6 +23,13 @@ def fm_logit(w0: torch.Tensor, w: nn.Embedding, v: nn.Embedding, feats: torch.Te
     return w0 + w(feats).squeeze(-1).sum(1) + 0.5 * (e.sum(1).pow(2) - e.pow(2).sum(1)).sum(1)
 
 
+def embedding_l2(reg: float, net: nn.Module, feats: torch.Tensor) -> torch.Tensor | float:
+    """``reg`` x the squared norm of the embeddings ``net.v`` the batch's rows use (``feats``
+    int64 [B, F]), summed over fields, mean over rows: L2 on the rows a batch touches, so a rare
+    feature is shrunk as often as it is seen (Adam's weight_decay would shrink every row every step)."""
+    return reg * net.v(feats).pow(2).sum((1, 2)).mean() if reg else 0.0
+
+
 class CTRRecommender(TorchRecommender):
     use_side: bool = True
 
@@ -51,7 +58,13 @@ class CTRRecommender(TorchRecommender):
         y = batch["rating"]
         if ((y != 0) & (y != 1)).any():
             raise RecArenaError("CTR labels must be 0 or 1: use a protocol with ctr_threshold.")
-        return F.binary_cross_entropy_with_logits(self.logits(net, self._feats(net, batch["user"], batch["item"])), y)
+        feats = self._feats(net, batch["user"], batch["item"])
+        return F.binary_cross_entropy_with_logits(self.logits(net, feats), y) + self.penalty(net, feats)
+
+    def penalty(self, net: nn.Module, feats: torch.Tensor) -> torch.Tensor | float:
+        """A regularization term added to the loss, from the batch's feature ids ``feats``
+        int64 [B, F] (none by default; see ``embedding_l2``)."""
+        return 0.0
 
     def predict_pairs(self, net, users, items):
         return torch.sigmoid(self.logits(net, self._feats(net, users, items)))

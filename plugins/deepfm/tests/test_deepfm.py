@@ -11,7 +11,7 @@ QUIET = {"logger": "none", "progress_bar": False}
 
 @parametrize_with_checks([DeepFM(dim=4, hidden=(16,), epochs=3, lr=0.01), DeepFM(dim=4, hidden=(16,), epochs=3, lr=0.01, batch_norm=False),
                           DeepFM(dim=4, hidden=(16,), epochs=3, lr=0.01, pool_multi=True, input_dropout=0.2),
-                          DeepFM(dim=4, hidden=(16,), epochs=2, lr=0.01, pretrain_epochs=2)])
+                          DeepFM(dim=4, hidden=(16,), epochs=2, lr=0.01, pretrain_epochs=2, reg=0.01)])
 def test_conformance(model, check):
     check(model)
 

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from recarena import Capabilities, Task
-from recarena.ctr import CTRRecommender, fm_logit
+from recarena.ctr import CTRRecommender, embedding_l2, fm_logit
 
 
 class _Net(nn.Module):
@@ -71,9 +71,10 @@ class _FMNet(nn.Module):
 class _FMStage(CTRRecommender):
     capabilities = Capabilities(tasks={Task.CTR})
 
-    def __init__(self, dim=16, lr=0.005, epochs=50, batch_size=2048, use_side=True):
+    def __init__(self, dim=16, lr=0.005, reg=0.0, epochs=50, batch_size=2048, use_side=True):
         self.dim = dim
         self.lr = lr
+        self.reg = reg
         self.epochs = epochs
         self.batch_size = batch_size
         self.use_side = use_side
@@ -84,6 +85,9 @@ class _FMStage(CTRRecommender):
     def logits(self, net, feats):
         return net(feats)
 
+    def penalty(self, net, feats):
+        return embedding_l2(self.reg, net, feats)
+
 
 class DeepFM(CTRRecommender):
     capabilities = Capabilities(tasks={Task.CTR}, side_features=True, embeddings=True, onnx=True)
@@ -91,7 +95,7 @@ class DeepFM(CTRRecommender):
     def __init__(self, dim: int = 16, hidden: tuple = (128, 128, 128), dropout: float = 0.2, lr: float = 0.001,
                  weight_decay: float = 0.0, epochs: int = 50, batch_size: int = 2048, use_side: bool = True,
                  batch_norm: bool = True, input_dropout: float = 0.0, pool_multi: bool = False,
-                 pretrain_epochs: int = 0, pretrain_lr: float = 0.005):
+                 pretrain_epochs: int = 0, pretrain_lr: float = 0.005, reg: float = 0.0):
         self.dim = dim
         self.hidden = hidden
         self.dropout = dropout
@@ -105,11 +109,12 @@ class DeepFM(CTRRecommender):
         self.pool_multi = pool_multi
         self.pretrain_epochs = pretrain_epochs
         self.pretrain_lr = pretrain_lr
+        self.reg = reg
 
     def _fit(self, train, valid, monitor):
         self._init_from = None
         if self.pretrain_epochs:
-            stage = _FMStage(dim=self.dim, lr=self.pretrain_lr, epochs=self.pretrain_epochs,
+            stage = _FMStage(dim=self.dim, lr=self.pretrain_lr, reg=self.reg, epochs=self.pretrain_epochs,
                              batch_size=self.batch_size, use_side=self.use_side)
             self._init_from = self.fit_stage(stage, train, valid, monitor).network_
             self.pretrain_best_epoch_ = getattr(stage, "best_epoch_", None)
@@ -137,3 +142,6 @@ class DeepFM(CTRRecommender):
 
     def logits(self, net, feats):
         return net(feats)
+
+    def penalty(self, net, feats):
+        return embedding_l2(self.reg, net, feats)

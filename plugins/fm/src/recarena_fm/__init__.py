@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recarena import Capabilities, Task
-from recarena.ctr import CTRRecommender, fm_logit
+from recarena.ctr import CTRRecommender, embedding_l2, fm_logit
 
 
 class FMNet(nn.Module):
@@ -54,7 +54,7 @@ class FM(CTRRecommender):
     def loss(self, net, batch):
         feats = self._feats(net, batch["user"], batch["item"])
         out = net(feats)
-        reg = self.reg * net.v(feats).pow(2).sum((1, 2)).mean() if self.reg else 0.0
+        reg = embedding_l2(self.reg, net, feats)
         if self.binary_:
             return F.binary_cross_entropy_with_logits(out, batch["rating"]) + reg
         return F.mse_loss(out, batch["rating"]) + reg
