@@ -6,7 +6,7 @@ from recarena_autorec import AutoRec
 
 
 @parametrize_with_checks([AutoRec(hidden=16, epochs=5, lr=0.01), AutoRec(hidden=16, epochs=5, lr=0.01, item_based=False),
-                          AutoRec(hidden=16, epochs=10, lr=0.01, optimizer="rprop", batch_size=10**6, input_dropout=0.2)])
+                          AutoRec(hidden=16, epochs=10, lr=0.01, optimizer="rprop", batch_size=10**6, input_dropout=0.2, encoder_reg=0.5)])
 def test_conformance(model, check):
     check(model)
 
@@ -57,3 +57,22 @@ def test_a_row_without_training_ratings_gets_the_other_sides_mean(item_based, wa
     sess = ort.InferenceSession(str(tmp_path / "predict.onnx"), providers=["CPUExecutionProvider"])
     (onnx_got,) = sess.run(["score"], {"user": COLD_PAIRS[0], "item": COLD_PAIRS[1]})
     np.testing.assert_allclose(onnx_got, want, atol=1e-5)
+
+
+def test_encoder_reg_weighs_the_encoders_l2_alone():
+    import torch
+
+    train, _, _ = _rating_data()
+    m = AutoRec(hidden=4, epochs=1, reg=3.0).fit(train, None, seed=0, trainer=KIT_TRAINER)
+    net, batch = m.network_, {"row": torch.arange(m.n_rows_)}
+    torch.set_grad_enabled(False)
+    try:
+        enc2, n = float(net.enc.weight.pow(2).sum()), float(net.M.sum())
+        base = float(m.loss(net, batch))
+        m.encoder_reg = 0.5
+        # the objective's L2 is (encoder_reg |V|^2 + reg |W|^2) / 2, over the observed count like the error
+        assert float(m.loss(net, batch)) == pytest.approx(base - (3.0 - 0.5) * enc2 / 2 / n, rel=1e-5)
+        m.encoder_reg = None
+        assert float(m.loss(net, batch)) == pytest.approx(base, rel=1e-6)
+    finally:
+        torch.set_grad_enabled(True)

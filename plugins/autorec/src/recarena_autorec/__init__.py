@@ -44,7 +44,7 @@ class AutoRec(TorchRecommender):
 
     def __init__(self, hidden: int = 500, lr: float = 0.001, reg: float = 1.0, epochs: int = 300,
                  batch_size: int = 64, item_based: bool = True, optimizer: str = "adam",
-                 input_dropout: float = 0.0):
+                 input_dropout: float = 0.0, encoder_reg: float | None = None):
         self.hidden = hidden
         self.lr = lr
         self.reg = reg
@@ -55,6 +55,9 @@ class AutoRec(TorchRecommender):
         # gives one step per epoch); Adam on mini-batches is the common re-implementation.
         self.optimizer = optimizer
         self.input_dropout = input_dropout
+        # L2 on the encoder when it should differ from the decoder's (reg): the encoder reads
+        # the corrupted input, the decoder's rows are per-user (I-AutoRec) predictors
+        self.encoder_reg = encoder_reg
 
     def _axes(self, users, items):
         return (items, users) if self.item_based else (users, items)
@@ -82,7 +85,8 @@ class AutoRec(TorchRecommender):
         rows = batch["row"]
         out = net(rows, float(self.input_dropout))
         err = ((out - net.R[rows]) * net.M[rows]).pow(2).sum()
-        reg = self.reg / 2 * (net.enc.weight.pow(2).sum() + net.dec.weight.pow(2).sum())
+        enc_reg = self.reg if self.encoder_reg is None else self.encoder_reg
+        reg = (enc_reg * net.enc.weight.pow(2).sum() + self.reg * net.dec.weight.pow(2).sum()) / 2
         # the paper's objective sums over all rows; scale the batch to it so reg keeps its weight
         return (err * (self.n_rows_ / len(rows)) + reg) / net.M.sum()
 
