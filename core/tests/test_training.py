@@ -19,8 +19,9 @@ from recarena.torch_model import TorchRecommender
 class TinyMF(TorchRecommender):
     capabilities = Capabilities(tasks={Task.RATING}, embeddings=True)
 
-    def __init__(self, dim=4, lr=0.05, epochs=30, batch_size=256):
+    def __init__(self, dim=4, lr=0.05, epochs=30, batch_size=256, optimizer="adam", weight_decay=0.0):
         self.dim, self.lr, self.epochs, self.batch_size = dim, lr, epochs, batch_size
+        self.optimizer, self.weight_decay = optimizer, weight_decay
 
     def build_network(self, train):
         net = nn.Module()

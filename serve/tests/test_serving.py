@@ -27,7 +27,7 @@ pytest.importorskip("smartredis")
 FIRST_WAVE = {
     "pop": {}, "itemknn": {"k": 20}, "ease": {"reg": 10.0},
     "bpr": {"dim": 8, "epochs": 3}, "biased-mf": {"dim": 8, "epochs": 3}, "mf": {"dim": 8, "epochs": 3},
-    "ncf": {"epochs": 2, "pretrain": False}, "caser": {"dim": 8, "L": 3, "n_h": 4, "n_v": 2, "epochs": 2},
+    "ncf": {"epochs": 2, "gmf_epochs": 0, "mlp_epochs": 0}, "caser": {"dim": 8, "L": 3, "n_h": 4, "n_v": 2, "epochs": 2},
     "autorec": {"hidden": 16, "epochs": 3}, "recommender-net": {"dim": 8, "hidden": (16,), "epochs": 2},
     "fm": {"dim": 4, "epochs": 2}, "deepfm": {"dim": 4, "hidden": (16,), "epochs": 2},
 }

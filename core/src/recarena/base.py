@@ -113,6 +113,11 @@ class Recommender:
     """
 
     capabilities: ClassVar[Capabilities] = Capabilities(tasks=frozenset())
+    #: ``{parameter: [constraint, ...]}`` for every ``__init__`` parameter (see recarena.params);
+    #: merged over the class's bases, checked before any work
+    _parameter_constraints: ClassVar[dict[str, list]] = {}
+    #: trainer settings this plugin runs with unless a config says otherwise (``patience``...)
+    trainer_defaults: ClassVar[dict[str, Any]] = {}
     #: rows per chunk in predict/recommend so memory stays bounded on large catalogues
     score_batch_elements: ClassVar[int] = 1 << 24
 
@@ -154,6 +159,12 @@ class Recommender:
             setattr(self, k, v)
         return self
 
+    def _validate_params(self) -> None:
+        """Check every parameter against its declared constraints (before any work)."""
+        from recarena.params import validate
+
+        validate(type(self), self.get_params())
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({args})"
@@ -179,10 +190,14 @@ class Recommender:
         trainer: dict[str, Any] | None = None,
     ) -> Recommender:
         """Learn from ``train``; ``valid`` + ``monitor`` drive model selection. Returns self."""
+        self._validate_params()
         if not isinstance(train, Interactions):
             raise TypeError(f"fit expects Interactions, got {type(train).__name__}")
         if len(train) == 0:
             raise RecArenaError("fit got an empty training set.")
+        # a second fit starts from nothing the first one learned
+        for k in list(self._learned_state()):
+            delattr(self, k)
         seed_everything(seed)
         self.n_users_ = train.n_users
         self.n_items_ = train.n_items
@@ -230,7 +245,7 @@ class Recommender:
         """Scores of every item: users int64 ``[B]`` -> float32 ``[B, n_items]`` (on ``device``)."""
         self._check_fitted()
         u = self._check_ids(users, self.n_users_, "user")
-        return self._score(u.to(self.device)).float()
+        return check_output(self._score(u.to(self.device)), (len(u), self.n_items_), type(self).__name__, "_score").float()
 
     @torch.no_grad()
     def predict(self, users, items, batch_size: int = 65536) -> np.ndarray:
@@ -244,7 +259,8 @@ class Recommender:
         if len(u) != len(i):
             raise ValueError(f"users has {len(u)} entries but items has {len(i)}")
         out = [
-            self._predict(u[s : s + batch_size].to(self.device), i[s : s + batch_size].to(self.device))
+            check_output(self._predict(u[s : s + batch_size].to(self.device), i[s : s + batch_size].to(self.device)),
+                         (len(u[s : s + batch_size]),), type(self).__name__, "_predict")
             .float()
             .cpu()
             for s in range(0, len(u), batch_size)
@@ -309,7 +325,13 @@ class Recommender:
         if not self.capabilities.embeddings:
             raise NotImplementedError(f"{type(self).__name__} does not expose embeddings")
         self._check_fitted()
-        return {k: np.asarray(v, dtype=np.float32) for k, v in self._embeddings().items()}
+        out = {k: np.asarray(v, dtype=np.float32) for k, v in self._embeddings().items()}
+        if not out:
+            raise NotImplementedError(
+                f"{type(self).__name__} declares embeddings=True but found none: a torch plugin names its "
+                "nn.Embedding modules user_emb / item_emb, or overrides _embeddings() -> "
+                "{'user': [n_users, d], 'item': [n_items, d]}")
+        return out
 
     def _embeddings(self) -> dict[str, np.ndarray]:
         raise NotImplementedError
@@ -367,6 +389,16 @@ class Recommender:
 
     def _after_load(self) -> None:
         """Hook for subclasses (e.g. put networks in eval mode)."""
+
+
+def check_output(out, shape: tuple[int, ...], owner: str, hook: str) -> torch.Tensor:
+    """``out`` if it is a torch tensor of ``shape``; otherwise an error naming the hook."""
+    if not torch.is_tensor(out):
+        raise TypeError(f"{owner}.{hook} must return a torch.Tensor of shape {list(shape)}, got {type(out).__name__}")
+    if tuple(out.shape) != tuple(shape):
+        what = "[B, n_items] (one score per item of the catalogue)" if hook == "_score" else "[N] (one value per pair)"
+        raise ValueError(f"{owner}.{hook} must return shape {what} = {list(shape)}, got {list(out.shape)}")
+    return out
 
 
 def csr_rows(indptr: np.ndarray, indices: np.ndarray, users: torch.Tensor):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +25,30 @@ from recarena.paths import config_dirs
 TOP_KEYS = {"model", "dataset", "protocol", "seed", "params", "trainer", "protocol_version"}
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2's numbers: ``1e-3`` is a float (YAML 1.1, which
+    PyYAML follows, needs a dot in the mantissa and reads it as a string)."""
+
+
+# copy the resolver lists: add_implicit_resolver would append to SafeLoader's own
+_Loader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789")
+)
+
+
+def load_yaml(text: str) -> Any:
+    """``yaml.safe_load`` with YAML 1.2 floats (``1e-3``); every config file is read with it."""
+    return yaml.load(text, Loader=_Loader)
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise RecArenaError(f"Config file {path} does not exist.") from None
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
@@ -60,7 +78,7 @@ def list_configs(kind: str) -> list[str]:
 def parse_value(text: str) -> Any:
     """``--set`` values are YAML scalars: 0.01, true, [1, 2], null, 'str'."""
     try:
-        return yaml.safe_load(text)
+        return load_yaml(text)
     except yaml.YAMLError:
         return text
 
@@ -103,17 +121,38 @@ def resolve(
     experiment: Path | None = None,
     sets: list[str] | None = None,
 ) -> dict[str, Any]:
-    from recarena.torch_model import TRAINER_KEYS
+    """The run's configuration, every value checked against the plugin's declared
+    constraints before anything is loaded (see :func:`resolve_with_sources`)."""
+    return resolve_with_sources(model_cls, model_name, protocol, dataset, seed, experiment, sets)[0]
+
+
+def resolve_with_sources(
+    model_cls,
+    model_name: str,
+    protocol: dict[str, Any],
+    dataset: str,
+    seed: int,
+    experiment: Path | None = None,
+    sets: list[str] | None = None,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """``(cfg, sources)``: the resolved configuration and, for each ``params.<name>`` and
+    ``trainer.<name>``, the layer its value came from. Raises
+    :class:`recarena.params.InvalidParameterError` (naming value, allowed values and layer)
+    for a value outside the plugin's constraints."""
+    from recarena import params as P
+    from recarena.torch_model import TRAINER_CONSTRAINTS, TRAINER_KEYS
 
     param_names = set(model_cls._param_names())
     trainer_names = set(TRAINER_KEYS)
-    layers: list[tuple[str, dict]] = [("plugin defaults", {"params": model_cls.default_params(), "trainer": {}})]
+    layers: list[tuple[str, dict]] = [("plugin defaults", {
+        "params": model_cls.default_params(), "trainer": dict(getattr(model_cls, "trainer_defaults", {}) or {})})]
     p = find_config("models", model_name)
     if p is not None:
         layers.append((str(p), read_yaml(p)))
     proto_layer = {"trainer": protocol.get("trainer", {}) or {}}
     proto_layer["params"] = ((protocol.get("models") or {}).get(model_name) or {})
-    layers.append((f"protocol {protocol['name']}", proto_layer))
+    where = f"protocol {protocol['name']}" + (f" ({protocol['_path']})" if protocol.get("_path") else "")
+    layers.append((where, proto_layer))
     if experiment is not None:
         layers.append((str(experiment), read_yaml(experiment)))
     if sets:
@@ -126,6 +165,7 @@ def resolve(
         "protocol_version": protocol.get("version", 1), "seed": seed,
         "params": {}, "trainer": {},
     }
+    sources: dict[str, str] = {}
     for where, layer in layers:
         for k in layer:
             if k not in TOP_KEYS:
@@ -145,9 +185,17 @@ def resolve(
             )
         if "seed" in layer and layer["seed"] is not None:
             cfg["seed"] = int(layer["seed"])
-        cfg["params"].update(layer.get("params") or {})
-        cfg["trainer"].update(layer.get("trainer") or {})
-    return cfg
+            sources["seed"] = where
+        for section in ("params", "trainer"):
+            block = layer.get(section) or {}
+            cfg[section].update(block)
+            sources.update({f"{section}.{k}": where for k in block})
+    P.validate(model_cls, cfg["params"], {k.partition(".")[2]: v for k, v in sources.items() if k.startswith("params.")},
+               owner=model_name)
+    P.validate_mapping(TRAINER_CONSTRAINTS, cfg["trainer"],
+                       {k.partition(".")[2]: v for k, v in sources.items() if k.startswith("trainer.")},
+                       owner="the trainer settings")
+    return cfg, sources
 
 
 def config_hash(cfg: dict[str, Any], with_seed: bool = False) -> str:

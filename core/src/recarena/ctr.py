@@ -2,7 +2,10 @@
 ``rating`` (0/1), trained with binary cross-entropy; ``predict`` returns probabilities.
 
 A plugin implements ``build_ctr_network(fields, train) -> nn.Module`` and
-``logits(network, feats [B, F] int64) -> [B] float32``.
+``logits(network, feats [B, F] int64) -> [B] float32``. Its network keeps the field
+embeddings as ``v`` (an ``nn.Embedding`` over feature ids, as :class:`recarena.nn.FMPart`
+does): the id fields' rows are the user and item embeddings. The base adds to the network
+the field tables (buffers ``user_fields``, ``item_fields``) and ``field_names``.
 """
 
 from __future__ import annotations
@@ -16,22 +19,8 @@ from recarena.errors import RecArenaError
 from recarena.torch_model import TorchRecommender
 
 
-def fm_logit(w0: torch.Tensor, w: nn.Embedding, v: nn.Embedding, feats: torch.Tensor) -> torch.Tensor:
-    """FM over feature ids ``feats [B, F]``: w0 + sum w_f + 1/2 sum_d ((sum_f v_fd)^2 - sum_f v_fd^2),
-    the O(k n) form; returns float32 ``[B]``. Padding id 0 has zero weight and embedding."""
-    e = v(feats)  # [B, F, d]
-    return w0 + w(feats).squeeze(-1).sum(1) + 0.5 * (e.sum(1).pow(2) - e.pow(2).sum(1)).sum(1)
-
-
-def embedding_l2(reg: float, net: nn.Module, feats: torch.Tensor) -> torch.Tensor | float:
-    """``reg`` x the squared norm of the embeddings ``net.v`` the batch's rows use (``feats``
-    int64 [B, F]), summed over fields, mean over rows: L2 on the rows a batch touches, so a rare
-    feature is shrunk as often as it is seen (Adam's weight_decay would shrink every row every step)."""
-    return reg * net.v(feats).pow(2).sum((1, 2)).mean() if reg else 0.0
-
-
 class CTRRecommender(TorchRecommender):
-    use_side: bool = True
+    use_side: bool
 
     def build_ctr_network(self, fields: features.Fields, train) -> nn.Module:
         raise NotImplementedError
@@ -42,12 +31,12 @@ class CTRRecommender(TorchRecommender):
     def build_network(self, train):
         if train.rating is None:
             raise RecArenaError(f"{type(self).__name__} needs labels (0/1) or ratings in the training data.")
-        fields = features.encode(train, use_side=bool(getattr(self, "use_side", True)))
+        fields = features.encode(train, use_side=bool(self.use_side))
         net = self.build_ctr_network(fields, train)
         # the field tables travel with the network so a saved model predicts on its own
         net.register_buffer("user_fields", fields.user)
         net.register_buffer("item_fields", fields.item)
-        self.field_names_ = fields.names
+        net.field_names = list(fields.names)
         return net
 
     @staticmethod
@@ -63,7 +52,7 @@ class CTRRecommender(TorchRecommender):
 
     def penalty(self, net: nn.Module, feats: torch.Tensor) -> torch.Tensor | float:
         """A regularization term added to the loss, from the batch's feature ids ``feats``
-        int64 [B, F] (none by default; see ``embedding_l2``)."""
+        int64 [B, F] (none by default; see ``recarena.nn.embedding_l2``)."""
         return 0.0
 
     def predict_pairs(self, net, users, items):

@@ -1,11 +1,18 @@
-"""Plugin discovery through the ``recarena.models`` entry-point group.
+"""Plugin discovery through entry points.
 
-Entry points are read once; a plugin's code is imported only when it is asked for by name.
-Two distributions declaring the same name is an error naming both.
+- ``recarena.models``: one entry point per model, ``name = "module:Class"``.
+- ``recarena.providers``: one distribution, many models. The entry point's name is a
+  namespace and its value a callable returning ``{model: "module:Class" or class}``; the
+  models are named ``<namespace>/<model>`` (``recbole/EASE``). The listing must be cheap to
+  import and call: it runs whenever plugins are discovered, the model classes only on use.
+
+Entry points are read once; a model's code is imported only when it is asked for by name.
+Two declarations of one name are an error naming both.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib.metadata import entry_points
@@ -14,6 +21,7 @@ from typing import Any
 from recarena.errors import RecArenaError, UnknownNameError
 
 GROUP = "recarena.models"
+PROVIDER_GROUP = "recarena.providers"
 
 
 @dataclass
@@ -22,13 +30,14 @@ class PluginInfo:
     distribution: str
     version: str
     value: str  # "module:attr"
-    entry_point: Any
+    loader: Callable[[], Any]
+    provider: str | None = None  # the namespace of a provider's model
 
     def load(self):
         from recarena.base import Recommender
 
         try:
-            cls = self.entry_point.load()
+            cls = self.loader()
         except Exception as e:  # a broken plugin must not look like a missing one
             raise RecArenaError(
                 f"Plugin {self.name!r} ({self.distribution} {self.version}) failed to import {self.value}: {e!r}"
@@ -40,6 +49,10 @@ class PluginInfo:
         cls.plugin_name = self.name
         return cls
 
+    def resolves_to(self, cls: type) -> bool:
+        """Whether this entry names ``cls`` (compared by import path, without importing)."""
+        return self.value == f"{cls.__module__}:{cls.__qualname__}"
+
     def describe(self) -> dict[str, Any]:
         cls = self.load()
         return {
@@ -47,6 +60,7 @@ class PluginInfo:
             "distribution": self.distribution,
             "version": self.version,
             "class": self.value,
+            "provider": self.provider,
             "capabilities": cls.capabilities.to_dict(),
         }
 
@@ -55,23 +69,62 @@ class DuplicatePluginError(RecArenaError):
     pass
 
 
+def _import(value: str):
+    import importlib
+
+    mod, _, attr = value.partition(":")
+    obj = importlib.import_module(mod)
+    for part in attr.split(".") if attr else ():
+        obj = getattr(obj, part)
+    return obj
+
+
+def _provided(ep, dist: str, version: str) -> list[PluginInfo]:
+    try:
+        listing = ep.load()
+        models = listing() if callable(listing) else listing
+        models = dict(models)
+    except Exception as e:
+        raise RecArenaError(f"Model provider {ep.name!r} ({dist} {version}, {ep.value}) failed to list its models: {e!r}") from e
+    out = []
+    for model, target in sorted(models.items()):
+        if isinstance(target, str):
+            value, loader = target, (lambda t=target: _import(t))
+        else:
+            value, loader = f"{target.__module__}:{target.__qualname__}", (lambda t=target: t)
+        out.append(PluginInfo(f"{ep.name}/{model}", dist, version, value, loader, provider=ep.name))
+    return out
+
+
 @lru_cache(maxsize=1)
 def discover() -> dict[str, PluginInfo]:
     found: dict[str, PluginInfo] = {}
+
+    def add(info: PluginInfo, group: str):
+        prev = found.get(info.name)
+        if prev is not None:
+            if (prev.distribution, prev.value) == (info.distribution, info.value):
+                return  # the same distribution seen twice on sys.path
+            raise DuplicatePluginError(
+                f"Two distributions declare the model plugin {info.name!r}: "
+                f"{prev.distribution} {prev.version} ({prev.value}) and {info.distribution} {info.version} "
+                f"({info.value}). Uninstall one of them or rename its entry point in "
+                f"[project.entry-points.\"{group}\"]."
+            )
+        found[info.name] = info
+
     for ep in entry_points(group=GROUP):
         dist = ep.dist.name if ep.dist is not None else "?"
         version = ep.dist.version if ep.dist is not None else "?"
-        info = PluginInfo(ep.name, dist, version, ep.value, ep)
-        prev = found.get(ep.name)
-        if prev is not None:
-            if (prev.distribution, prev.value) == (dist, ep.value):
-                continue  # the same distribution seen twice on sys.path
-            raise DuplicatePluginError(
-                f"Two distributions declare the model plugin {ep.name!r}: "
-                f"{prev.distribution} {prev.version} ({prev.value}) and {dist} {version} ({ep.value}). "
-                f"Uninstall one of them or rename its entry point in [project.entry-points.\"{GROUP}\"]."
-            )
-        found[ep.name] = info
+        if "/" in ep.name:
+            raise RecArenaError(f"{dist}: model name {ep.name!r} has a '/': namespaces belong to "
+                                f"[project.entry-points.\"{PROVIDER_GROUP}\"].")
+        add(PluginInfo(ep.name, dist, version, ep.value, ep.load), GROUP)
+    for ep in entry_points(group=PROVIDER_GROUP):
+        dist = ep.dist.name if ep.dist is not None else "?"
+        version = ep.dist.version if ep.dist is not None else "?"
+        for info in _provided(ep, dist, version):
+            add(info, PROVIDER_GROUP)
     return found
 
 

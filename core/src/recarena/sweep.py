@@ -87,9 +87,11 @@ def _check_keys(where: str, d: dict, allowed: set) -> None:
 def load_sweep(path: str | Path) -> dict:
     import yaml
 
+    from recarena.config import load_yaml
+
     path = Path(path)
     try:
-        doc = yaml.safe_load(path.read_text())
+        doc = load_yaml(path.read_text())
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""

@@ -9,6 +9,7 @@ seeding, a progress bar and loggers (wandb offline by default).
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -17,8 +18,10 @@ import shutil
 import sys
 import tempfile
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning as L
 import numpy as np
@@ -29,6 +32,7 @@ from recarena.base import Monitor, Recommender
 from recarena.data.interactions import Interactions
 from recarena.data.sampling import NegativeSampler
 from recarena.errors import RecArenaError
+from recarena.params import Interval, Options
 
 #: Trainer settings a run may pass through (``trainer:`` block of a config)
 TRAINER_KEYS = {
@@ -51,6 +55,86 @@ TRAINER_KEYS = {
     # (0: off); validation, the best checkpoint and the fitted model then use the average
     "ema": 0.0,
 }
+
+#: what each trainer setting may be, checked with the plugin's parameters before any work
+TRAINER_CONSTRAINTS = {
+    "accelerator": [str], "devices": [Interval(int, 1, None), str, list], "strategy": [str],
+    "precision": [str, Interval(int, 16, 64)], "num_nodes": [Interval(int, 1, None)],
+    "patience": [Interval(int, 0, None)], "progress_bar": [bool], "logger": [Options("wandb", "csv", "none", False), None],
+    "wandb_mode": [Options("offline", "online", "disabled")], "wandb_project": [str], "wandb_group": [str, None],
+    "check_val_every_n_epoch": [Interval(int, 1, None)], "deterministic": [bool, Options("warn")],
+    "run_dir": [str, None], "max_time": [str, None], "ema": [Interval(float, 0, 1, closed="left")],
+}
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """An entry of the optimizer table: ``make(params, lr, weight_decay) -> torch.optim.Optimizer``.
+    ``weight_decay``: whether the method takes one (the others refuse a non-zero value);
+    ``full_batch``: a method meant for one step an epoch (set batch_size >= the rows)."""
+
+    make: Callable[..., torch.optim.Optimizer]
+    weight_decay: bool = True
+    full_batch: bool = False
+
+
+#: name -> optimizer; a plugin adds its own with a class attribute ``optimizers = {...}``
+OPTIMIZERS: dict[str, OptimizerSpec] = {
+    "adam": OptimizerSpec(lambda p, lr, wd: torch.optim.Adam(p, lr=lr, weight_decay=wd)),
+    "adamw": OptimizerSpec(lambda p, lr, wd: torch.optim.AdamW(p, lr=lr, weight_decay=wd)),
+    # lazy Adam over sparse=True embeddings: rows absent from a batch keep still
+    "sparse_adam": OptimizerSpec(lambda p, lr, wd: torch.optim.SparseAdam(list(p), lr=lr), weight_decay=False),
+    # plain SGD, as in Funk/Koren SVD: with a mean loss, lr ~ per-rating step x batch_size
+    "sgd": OptimizerSpec(lambda p, lr, wd: torch.optim.SGD(p, lr=lr, weight_decay=wd)),
+    "rprop": OptimizerSpec(lambda p, lr, wd: torch.optim.Rprop(p, lr=lr), weight_decay=False, full_batch=True),
+    "lbfgs": OptimizerSpec(lambda p, lr, wd: torch.optim.LBFGS(p, lr=lr, max_iter=20, history_size=20,
+                                                              line_search_fn="strong_wolfe"),
+                           weight_decay=False, full_batch=True),
+}
+
+#: parameters every torch plugin's ``__init__`` takes; the base reads them, nothing else
+TRAINING_PARAMS = ("epochs", "batch_size", "lr", "optimizer", "weight_decay")
+#: parameters of a plugin that declares ``negatives = True``
+NEGATIVE_PARAMS = ("n_neg", "neg_sampling")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A pre-training stage a plugin declares in ``stages()``.
+
+    ``name``: the key under which the fitted stage's network reaches ``init_from_stages``;
+    ``epochs``: the plugin parameter holding the stage's epoch count (0 skips the stage);
+    ``build(owner) -> TorchRecommender``: the stage's model, made from the owner's parameters
+    (the base sets its ``epochs``). The base fits each stage in order with its own early
+    stopping, and ``refit_params()`` gives every stage the epoch count it chose."""
+
+    name: str
+    epochs: str
+    build: Callable[[Any], TorchRecommender]
+
+
+class Batch(dict):
+    """A training batch ``{field: Tensor[B, ...]}``; a missing field says which declaration
+    would have put it there."""
+
+    def __missing__(self, key):
+        hint = {
+            "neg": "negatives are drawn only for implicit data and only for a plugin that declares "
+                   "`negatives = True` (and takes the n_neg and neg_sampling parameters)",
+            "rating": "the training data is implicit (no rating column)",
+        }.get(key, "the batch holds what training_tensors() returns (user, item, rating by default)")
+        raise KeyError(f"batch has no field {key!r} (fields: {sorted(self)}): {hint}")
+
+
+class _Shared:
+    """Holds the recommender and its monitor for the LightningModule without making them part
+    of it: Lightning's weight averaging deep-copies the module, and must not copy these."""
+
+    def __init__(self, owner, monitor):
+        self.owner, self.monitor = owner, monitor
+
+    def __deepcopy__(self, memo):
+        return self
 
 
 def _quiet_lightning() -> None:
@@ -102,9 +186,9 @@ class IndexBatches(torch.utils.data.IterableDataset):
             s = starts[b % len(starts)]
             idx = perm[s : s + self.batch_size]
             if self.make_batch is not None:
-                yield self.make_batch(idx)
+                yield Batch(self.make_batch(idx))
             else:
-                yield {k: v[idx] for k, v in self.tensors.items()}
+                yield Batch({k: v[idx] for k, v in self.tensors.items()})
 
 
 class _Module(L.LightningModule):
@@ -112,9 +196,8 @@ class _Module(L.LightningModule):
 
     def __init__(self, owner: TorchRecommender, network: nn.Module, monitor: Monitor | None):
         super().__init__()
-        self.owner = owner
+        self.shared = _Shared(owner, monitor)
         self.network = network
-        self.monitor = monitor
         self._loss_sum = None
         self._loss_n = 0
         # Manual optimization: the automatic loop's closure and hook chain cost about 1 ms
@@ -127,13 +210,13 @@ class _Module(L.LightningModule):
             # L-BFGS evaluates the objective several times per step (line search)
             def closure():
                 opt.zero_grad(set_to_none=True)
-                value = self.owner.loss(self.network, batch)
+                value = self.shared.owner.loss(self.network, batch)
                 self.manual_backward(value)
                 return value
 
             loss = opt.step(closure=closure)
         else:
-            loss = self.owner.loss(self.network, batch)
+            loss = self.shared.owner.loss(self.network, batch)
             opt.zero_grad(set_to_none=True)
             self.manual_backward(loss)
             opt.step()
@@ -147,7 +230,7 @@ class _Module(L.LightningModule):
         # batches are flat dicts of tensors: skip Lightning's generic collection walk
         if device.type == "cpu" or not isinstance(batch, dict):
             return batch if device.type == "cpu" else super().transfer_batch_to_device(batch, device, dataloader_idx)
-        return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        return Batch({k: v.to(device, non_blocking=True) for k, v in batch.items()})
 
     def on_train_epoch_end(self):
         if self._loss_n:
@@ -155,89 +238,132 @@ class _Module(L.LightningModule):
         self._loss_sum, self._loss_n = None, 0
 
     def validation_step(self, batch, batch_idx):
-        if self.monitor is None:
+        monitor = self.shared.monitor
+        if monitor is None:
             return
+        # the owner's network_ is this very network (set by _fit): evaluate scores through it
         self.network.eval()
-        self.owner.network_ = self.network
-        metrics = self.monitor.evaluate(self.owner)
+        metrics = monitor.evaluate(self.shared.owner)
         self.network.train()
-        self.monitor.history.append({"epoch": self.current_epoch, **metrics})
+        monitor.history.append({"epoch": self.current_epoch, **metrics})
         if os.environ.get("RECARENA_EPOCH_REPORT"):
             # a sweep watching this run (TPE pruning) reads these lines from the run's log
             print("RECARENA_EPOCH " + json.dumps({"epoch": self.current_epoch, **{k: float(v) for k, v in metrics.items()}}),
                   file=sys.stderr, flush=True)
         for k, v in metrics.items():
-            self.log(f"val/{k}", float(v), prog_bar=(k == self.monitor.metric), batch_size=1)
+            self.log(f"val/{k}", float(v), prog_bar=(k == monitor.metric), batch_size=1)
 
     def configure_optimizers(self):
-        return self.owner.configure_optimizer(self.network.parameters())
+        return self.shared.owner.configure_optimizer(self.network.parameters())
 
 
 class TorchRecommender(Recommender):
-    """Base for torch plugins. Subclasses define ``__init__`` (storing hyperparameters,
-    conventionally including ``epochs``, ``batch_size``, ``lr``) and:
+    """Base for torch plugins. A plugin's ``__init__`` takes the training fields every torch
+    plugin accepts (``TRAINING_PARAMS``: epochs, batch_size, lr, optimizer, weight_decay), plus
+    ``n_neg`` and ``neg_sampling`` when it declares ``negatives = True``, plus ``use_side``
+    when its capabilities declare side features; the base reads exactly these, by these names.
+    It implements:
 
-    - ``build_network(train) -> nn.Module``
-    - ``loss(network, batch: dict[str, Tensor]) -> Tensor`` (scalar)
-    - ``score_users(network, users [B] int64) -> [B, n_items] float32`` for ranking
-    - ``predict_pairs(network, users [N], items [N]) -> [N] float32`` for rating/CTR
+    - ``build_network(train) -> nn.Module``: everything the model needs at scoring time lives
+      in the network (as parameters, buffers or plain attributes), so it saves, loads and
+      exports with it
+    - ``loss(network, batch: Batch) -> Tensor`` (scalar)
+    - ``score_users(network, users [B] int64) -> float32 [B, n_items]`` for ranking/sequential
+    - ``predict_pairs(network, users [N], items [N]) -> float32 [N]`` for rating/CTR
 
-    and optionally ``training_tensors(train)`` / ``make_batch`` to change what a batch holds
-    (default: user, item, rating columns; implicit data gets ``neg`` items sampled per batch).
+    and optionally ``training_tensors(train, network)`` (what a batch holds: user, item,
+    rating by default; implicit data gets ``neg [B, n_neg]`` when the plugin declares
+    negatives), ``stages()`` + ``init_from_stages(network, fitted)`` for pre-training stages,
+    and a class attribute ``optimizers = {name: OptimizerSpec}`` to add optimizers.
     """
 
     epochs: int
     batch_size: int
     lr: float
+    optimizer: str
+    weight_decay: float
+
+    #: draws negatives for implicit training data (the plugin takes n_neg and neg_sampling)
+    negatives: ClassVar[bool] = False
+    #: optimizers this plugin adds to (or overrides in) ``OPTIMIZERS``
+    optimizers: ClassVar[dict[str, OptimizerSpec]] = {}
+
+    _parameter_constraints = {
+        "epochs": [Interval(int, 1, None)],
+        "batch_size": [Interval(int, 1, None)],
+        "lr": [Interval(float, 0, None)],
+        "optimizer": [Options(lambda cls: cls.optimizer_table())],
+        "weight_decay": [Interval(float, 0, None)],
+        "n_neg": [Interval(int, 1, None)],
+        "neg_sampling": [Options("uniform", "popularity")],
+        "use_side": [bool],
+    }
+
+    @classmethod
+    def optimizer_table(cls) -> dict[str, OptimizerSpec]:
+        table = dict(OPTIMIZERS)
+        for klass in reversed(cls.__mro__):
+            table.update(vars(klass).get("optimizers") or {})
+        return table
+
+    def _validate_params(self) -> None:
+        super()._validate_params()
+        spec = self.optimizer_table()[self.optimizer]
+        if self.weight_decay and not spec.weight_decay:
+            from recarena.params import InvalidParameterError
+
+            raise InvalidParameterError(
+                getattr(self, "plugin_name", type(self).__name__), "weight_decay", self.weight_decay,
+                f"0 with optimizer {self.optimizer!r}, which takes no weight decay "
+                f"(those that do: {', '.join(n for n, o in self.optimizer_table().items() if o.weight_decay)})")
 
     # ---- hooks a plugin may override ------------------------------------------------------
     def build_network(self, train: Interactions) -> nn.Module:
         raise NotImplementedError
 
-    def loss(self, network: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def loss(self, network: nn.Module, batch: Batch) -> torch.Tensor:
         raise NotImplementedError
 
     def score_users(self, network: nn.Module, users: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError(f"{type(self).__name__} does not rank items")
+        raise NotImplementedError(
+            f"{type(self).__name__} does not rank items: a ranking or sequential plugin implements "
+            "score_users(network, users [B] int64) -> float32 [B, n_items]")
 
     def predict_pairs(self, network: nn.Module, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         s = self.score_users(network, users)
         return s.gather(1, items.view(-1, 1)).view(-1)
 
-    def configure_optimizer(self, params):
-        """The plugin's ``optimizer`` parameter when it has one: 'adam' (default),
-        'sparse_adam' (for networks made of ``sparse=True`` embeddings), 'sgd'
-        (plain, as in Funk/Koren SVD: with a mean loss, lr ~ per-rating step x batch_size),
-        'rprop' or 'lbfgs' (full-batch methods: set batch_size >= the rows, one step an epoch)."""
-        name = getattr(self, "optimizer", "adam")
-        wd = getattr(self, "weight_decay", 0.0)
-        if name == "adam":
-            return torch.optim.Adam(params, lr=self.lr, weight_decay=wd)
-        if name == "sparse_adam":  # lazy Adam: only the embedding rows in the batch move
-            return torch.optim.SparseAdam(list(params), lr=self.lr)
-        if name == "sgd":
-            return torch.optim.SGD(params, lr=self.lr, weight_decay=wd)
-        if name == "rprop":
-            return torch.optim.Rprop(params, lr=self.lr)
-        if name == "lbfgs":
-            return torch.optim.LBFGS(params, lr=self.lr, max_iter=20, history_size=20, line_search_fn="strong_wolfe")
-        raise ValueError(f"{type(self).__name__}: optimizer must be 'adam', 'sparse_adam', 'sgd', 'rprop' or 'lbfgs', got {name!r}")
+    def stages(self) -> list[Stage]:
+        """Pre-training stages, fitted in order before the model itself (none by default)."""
+        return []
 
-    def training_tensors(self, train: Interactions) -> dict[str, torch.Tensor]:
+    def init_from_stages(self, network: nn.Module, fitted: dict[str, nn.Module]) -> None:
+        """Start ``network`` from the fitted stages' networks (``{stage name: network}``, only
+        the stages that ran); called by the base right after ``build_network``."""
+        raise NotImplementedError(f"{type(self).__name__} declares stages but no init_from_stages")
+
+    def learning_rate(self) -> float:
+        """The step of the main fit (``lr``; a plugin may use another after pre-training)."""
+        return float(self.lr)
+
+    def configure_optimizer(self, params):
+        """The optimizer named by the ``optimizer`` parameter, from ``optimizer_table()``."""
+        spec = self.optimizer_table()[self.optimizer]
+        return spec.make(params, self.learning_rate(), float(self.weight_decay))
+
+    def training_tensors(self, train: Interactions, network: nn.Module) -> dict[str, torch.Tensor]:
+        """Row-aligned tensors ``{field: [N, ...]}`` that batches are sliced from."""
         t = {"user": torch.from_numpy(train.user), "item": torch.from_numpy(train.item)}
         if train.rating is not None:
             t["rating"] = torch.from_numpy(train.rating)
         return t
 
-    def n_negatives(self) -> int:
-        return int(getattr(self, "n_neg", 1))
-
     def batch_maker(self, train: Interactions, tensors: dict[str, torch.Tensor], seed: int):
-        """Default: implicit data gets ``n_negatives()`` uniform negatives per row, drawn per batch."""
-        if train.rating is not None:
+        """Implicit data for a plugin that declares negatives: ``neg [B, n_neg]`` drawn per batch."""
+        if train.rating is not None or not self.negatives:
             return None
-        sampler = NegativeSampler(train, getattr(self, "neg_sampling", "uniform"), seed=seed)
-        n_neg = self.n_negatives()
+        sampler = NegativeSampler(train, self.neg_sampling, seed=seed)
+        n_neg = int(self.n_neg)
 
         def make(idx):
             b = {k: v[idx] for k, v in tensors.items()}
@@ -265,16 +391,32 @@ class TorchRecommender(Recommender):
         self.network_.eval()
 
     def _fit(self, train: Interactions, valid: Interactions | None, monitor: Monitor | None):
-        settings = {**TRAINER_KEYS, **self.trainer_settings_}
+        fitted: dict[str, nn.Module] = {}
+        self.stage_best_epochs_: dict[str, int | None] = {}
+        for stage in self.stages():
+            n = int(getattr(self, stage.epochs))
+            if n <= 0:
+                continue
+            sub = stage.build(self).set_params(epochs=n)
+            self.fit_stage(sub, train, valid, monitor)
+            fitted[stage.name] = sub.network_
+            self.stage_best_epochs_[stage.name] = getattr(sub, "best_epoch_", None)
+        network = self.build_network(train)
+        if fitted:
+            with torch.no_grad():
+                self.init_from_stages(network, fitted)
+        self._train_network(network, train, monitor)
+
+    def _train_network(self, network: nn.Module, train: Interactions, monitor: Monitor | None):
+        settings = {**TRAINER_KEYS, **self.trainer_defaults, **self.trainer_settings_}
         unknown = set(settings) - set(TRAINER_KEYS)
         if unknown:
             from recarena.errors import UnknownNameError
 
             raise UnknownNameError("trainer setting", sorted(unknown)[0], TRAINER_KEYS)
         _quiet_lightning()
-        network = self.build_network(train)
         self.network_ = network
-        tensors = self.training_tensors(train)
+        tensors = self.training_tensors(train, network)
         data = IndexBatches(tensors, int(self.batch_size), self.seed_, self.batch_maker(train, tensors, self.seed_))
         loader = torch.utils.data.DataLoader(data, batch_size=None, num_workers=0)
         module = _Module(self, network, monitor)
@@ -349,10 +491,17 @@ class TorchRecommender(Recommender):
 
     def refit_params(self) -> dict[str, Any]:
         """Parameters that repeat this fit's model selection in a refit on train + valid, which
-        has no validation rows to stop on: the epoch count early stopping chose. A plugin with
-        more than one early-stopped stage adds its own."""
+        has no validation rows to stop on: the epoch count early stopping chose, for the model
+        and for every declared stage."""
+        out = {}
+        stages = {st.name: st for st in self.stages()}
+        for name, best in (getattr(self, "stage_best_epochs_", None) or {}).items():
+            if best is not None:
+                out[stages[name].epochs] = best + 1
         best = getattr(self, "best_epoch_", None)
-        return {} if best is None else {"epochs": best + 1}
+        if best is not None:
+            out["epochs"] = best + 1
+        return out
 
     @staticmethod
     def _best_epoch(monitor):
@@ -415,7 +564,8 @@ class TorchRecommender(Recommender):
         from recarena import onnx_export as ox
         from recarena.base import Task
 
-        net = self.network_.cpu().eval()
+        # export traces a copy: exporting never changes the fitted model
+        net = copy.deepcopy(self.network_).cpu().eval()
         graphs = []
         caps = self.capabilities
         if caps.supports(Task.RANKING) or caps.supports(Task.SEQUENTIAL):

@@ -64,9 +64,9 @@ def test_mcmc_refuses_implicit_data_and_bad_settings():
     data = synthetic(800, n_users=40, n_items=30, seed=0)
     with pytest.raises(ValueError, match="fits explicit ratings"):
         BiasedMF(solver="mcmc", burn_in=1, samples=1).fit(to_implicit(data), seed=0, trainer=QUIET)
-    with pytest.raises(ValueError, match="solver must be one of gradient, mcmc, got 'gibs'"):
+    with pytest.raises(ValueError, match="parameter 'solver' of BiasedMF: 'gibs'. Allowed: one of 'gradient', 'mcmc'"):
         BiasedMF(solver="gibs").fit(data, seed=0, trainer=QUIET)
-    with pytest.raises(ValueError, match="samples must be an integer >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"parameter 'samples' of BiasedMF: 0. Allowed: an integer in \[1, inf\]"):
         BiasedMF(solver="mcmc", samples=0).fit(data, seed=0, trainer=QUIET)
 
 

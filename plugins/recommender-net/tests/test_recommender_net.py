@@ -39,7 +39,7 @@ def test_pretraining_starts_the_mlp_from_the_dot_stage_embeddings():
     assert np.sqrt(np.mean((pred - valid.rating) ** 2)) < np.sqrt(np.mean((train.rating.mean() - valid.rating) ** 2))
 
 
-def test_refit_repeats_both_stages_early_stopping(tmp_path):
+def test_refit_repeats_both_stages_early_stopping(tmp_path, recarena_home):
     proto = tmp_path / "synthetic-refit.yaml"
     proto.write_text(
         "name: synthetic-refit\nversion: 1\ndataset: synthetic-3000\ntask: rating\n"

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from recarena import Capabilities, Task
+from recarena.params import Interval
 from recarena.torch_model import TorchRecommender
 
 
@@ -40,11 +41,21 @@ class _Net(nn.Module):
 
 
 class AutoRec(TorchRecommender):
-    capabilities = Capabilities(tasks={Task.RATING}, onnx=True)
+    """The defaults are I-AutoRec as the paper trains it: full batch (batch_size >= items) with
+    RProp, L2 weight ``reg``. Chosen on validation rows: ml1m-rating-90-10 RProp lr .01 reg 100:
+    valid .8385, test .8353 (Adam mini-batch, reg 100: .8552); ml100k-u1 RProp lr .01 reg 100:
+    .9054 (best of a 20-point grid on validation; Adam: .9132)."""
 
-    def __init__(self, hidden: int = 500, lr: float = 0.001, reg: float = 1.0, epochs: int = 300,
-                 batch_size: int = 64, item_based: bool = True, optimizer: str = "adam",
-                 input_dropout: float = 0.0, encoder_reg: float | None = None):
+    capabilities = Capabilities(tasks={Task.RATING}, onnx=True)
+    trainer_defaults = {"patience": 20}
+    _parameter_constraints = {
+        "hidden": [Interval(int, 1, None)], "reg": [Interval(float, 0, None)], "item_based": [bool],
+        "input_dropout": [Interval(float, 0, 1, closed="left")], "encoder_reg": [None, Interval(float, 0, None)],
+    }
+
+    def __init__(self, hidden: int = 500, lr: float = 0.01, reg: float = 100.0, epochs: int = 500,
+                 batch_size: int = 100000, item_based: bool = True, optimizer: str = "rprop",
+                 input_dropout: float = 0.0, encoder_reg: float | None = None, weight_decay: float = 0.0):
         self.hidden = hidden
         self.lr = lr
         self.reg = reg
@@ -58,6 +69,7 @@ class AutoRec(TorchRecommender):
         # L2 on the encoder when it should differ from the decoder's (reg): the encoder reads
         # the corrupted input, the decoder's rows are per-user (I-AutoRec) predictors
         self.encoder_reg = encoder_reg
+        self.weight_decay = weight_decay
 
     def _axes(self, users, items):
         return (items, users) if self.item_based else (users, items)
@@ -72,14 +84,13 @@ class AutoRec(TorchRecommender):
         known = torch.zeros(n_rows + n_cols, dtype=torch.bool)
         known[rows] = True
         known[n_rows + cols] = True
-        self.n_rows_ = n_rows
         mu = float(train.rating.mean())
         n = M.sum(0)
         col_mean = torch.where(n > 0, R.sum(0) / n.clamp(min=1), torch.tensor(mu))
         return _Net(n_cols, int(self.hidden), R, M, mu, known, col_mean)
 
-    def training_tensors(self, train):
-        return {"row": torch.arange(self.n_rows_)}
+    def training_tensors(self, train, network):
+        return {"row": torch.arange(network.R.shape[0])}
 
     def loss(self, net, batch):
         rows = batch["row"]
@@ -88,7 +99,7 @@ class AutoRec(TorchRecommender):
         enc_reg = self.reg if self.encoder_reg is None else self.encoder_reg
         reg = (enc_reg * net.enc.weight.pow(2).sum() + self.reg * net.dec.weight.pow(2).sum()) / 2
         # the paper's objective sums over all rows; scale the batch to it so reg keeps its weight
-        return (err * (self.n_rows_ / len(rows)) + reg) / net.M.sum()
+        return (err * (net.R.shape[0] / len(rows)) + reg) / net.M.sum()
 
     def predict_pairs(self, net, users, items):
         rows, cols = self._axes(users, items)

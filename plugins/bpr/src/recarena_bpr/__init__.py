@@ -4,25 +4,21 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from recarena import Capabilities, Task
+from recarena.nn import BiasedDot
+from recarena.params import Interval
 from recarena.torch_model import TorchRecommender
 
 
-class _Net(nn.Module):
-    def __init__(self, n_users: int, n_items: int, dim: int):
-        super().__init__()
-        self.user_emb = nn.Embedding(n_users, dim)
-        self.item_emb = nn.Embedding(n_items, dim)
-        nn.init.xavier_normal_(self.user_emb.weight)
-        nn.init.xavier_normal_(self.item_emb.weight)
-
-
 class BPR(TorchRecommender):
-    """``reg``: L2 on the batch's embeddings; ``n_neg`` negatives per positive."""
+    """``reg``: L2 on the batch's embeddings; ``n_neg`` negatives per positive (4 chosen on
+    recbole-ml1m's validation NDCG@10: .1991 against .1951 with 1; lr 2e-3/5e-3, reg 1e-4 and
+    batch 4096 were all worse; test .2416, anchor .2407)."""
 
     capabilities = Capabilities(tasks={Task.RANKING}, embeddings=True, onnx=True)
+    negatives = True
+    _parameter_constraints = {"dim": [Interval(int, 1, None)], "reg": [Interval(float, 0, None)]}
 
     def __init__(
         self,
@@ -31,8 +27,10 @@ class BPR(TorchRecommender):
         reg: float = 0.0,
         epochs: int = 300,
         batch_size: int = 2048,
-        n_neg: int = 1,
+        n_neg: int = 4,
         neg_sampling: str = "uniform",
+        optimizer: str = "adam",
+        weight_decay: float = 0.0,
     ):
         self.dim = dim
         self.lr = lr
@@ -41,9 +39,11 @@ class BPR(TorchRecommender):
         self.batch_size = batch_size
         self.n_neg = n_neg
         self.neg_sampling = neg_sampling
+        self.optimizer = optimizer
+        self.weight_decay = weight_decay
 
     def build_network(self, train):
-        return _Net(train.n_users, train.n_items, int(self.dim))
+        return BiasedDot(train.n_users, train.n_items, int(self.dim), bias=False, init="xavier")
 
     def loss(self, net, batch):
         pu = net.user_emb(batch["user"])  # [B, d]
@@ -57,4 +57,4 @@ class BPR(TorchRecommender):
         return loss
 
     def score_users(self, net, users):
-        return net.user_emb(users) @ net.item_emb.weight.T
+        return net.score(users)

@@ -11,12 +11,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from recarena import Capabilities, Task
+from recarena.params import Interval
 from recarena.torch_model import TorchRecommender
 
 
 class _Net(nn.Module):
-    def __init__(self, n_users, n_items, dim, L, n_h, n_v, dropout):
+    def __init__(self, n_users, n_items, dim, L, n_h, n_v, dropout, last_seq):
         super().__init__()
+        # each user's last L training items [n_users, L] (padding n_items), what recommending
+        # reads: it travels with the network, so saved and exported models have it
+        self.register_buffer("last_seq", last_seq)
         self.n_items = n_items
         self.user_emb = nn.Embedding(n_users, dim)
         self.item_emb = nn.Embedding(n_items + 1, dim, padding_idx=n_items)  # last id pads short histories
@@ -45,9 +49,15 @@ class _Net(nn.Module):
 
 class Caser(TorchRecommender):
     capabilities = Capabilities(tasks={Task.SEQUENTIAL, Task.RANKING}, embeddings=True, onnx=True)
+    negatives = True
+    _parameter_constraints = {
+        "dim": [Interval(int, 1, None)], "L": [Interval(int, 1, None)], "n_h": [Interval(int, 1, None)],
+        "n_v": [Interval(int, 1, None)], "dropout": [Interval(float, 0, 1, closed="left")],
+    }
 
     def __init__(self, dim: int = 50, L: int = 5, n_h: int = 16, n_v: int = 4, dropout: float = 0.5,
-                 lr: float = 0.001, weight_decay: float = 1e-6, epochs: int = 50, batch_size: int = 512, n_neg: int = 3):
+                 lr: float = 0.001, weight_decay: float = 1e-6, epochs: int = 50, batch_size: int = 512, n_neg: int = 3,
+                 neg_sampling: str = "uniform", optimizer: str = "adam"):
         self.dim = dim
         self.L = L
         self.n_h = n_h
@@ -58,6 +68,8 @@ class Caser(TorchRecommender):
         self.epochs = epochs
         self.batch_size = batch_size
         self.n_neg = n_neg
+        self.neg_sampling = neg_sampling
+        self.optimizer = optimizer
 
     def _sequences(self, train):
         """Training windows (user, last L items, next item) and each user's final window."""
@@ -78,13 +90,14 @@ class Caser(TorchRecommender):
             last[su, L - len(h) :] = h
         return u[keep], windows[keep], it[keep], last
 
-    def training_tensors(self, train):
-        users, windows, targets, last = self._sequences(train)
-        self.last_seq_ = torch.from_numpy(last)
+    def training_tensors(self, train, network):
+        users, windows, targets, _ = self._sequences(train)
         return {"user": torch.from_numpy(users), "seq": torch.from_numpy(windows), "item": torch.from_numpy(targets)}
 
     def build_network(self, train):
-        return _Net(train.n_users, train.n_items, int(self.dim), int(self.L), int(self.n_h), int(self.n_v), float(self.dropout))
+        last = torch.from_numpy(self._sequences(train)[3])
+        return _Net(train.n_users, train.n_items, int(self.dim), int(self.L), int(self.n_h), int(self.n_v),
+                    float(self.dropout), last)
 
     def loss(self, net, batch):
         s = net.state(batch["user"], batch["seq"])  # [B, 2d]
@@ -94,16 +107,7 @@ class Caser(TorchRecommender):
         return F.binary_cross_entropy_with_logits(pos, torch.ones_like(pos)) + F.binary_cross_entropy_with_logits(neg, torch.zeros_like(neg))
 
     def score_users(self, net, users):
-        seq = self.last_seq_.to(users.device)[users]
-        return net.state(users, seq) @ net.W2.weight.T + net.b2.weight.view(1, -1)
-
-    def _export_onnx(self, path, k):
-        # the users' last L items travel inside the network for the recommend graph
-        self.network_.register_buffer("last_seq", self.last_seq_.clone())
-        return super()._export_onnx(path, k)
-
-    def onnx_score_users(self, network, users, exclude):
-        return network.state(users, network.last_seq[users]) @ network.W2.weight.T + network.b2.weight.view(1, -1)
+        return net.state(users, net.last_seq[users]) @ net.W2.weight.T + net.b2.weight.view(1, -1)
 
     def _embeddings(self):
         return {"user": self.network_.user_emb.weight.detach().numpy(),

@@ -7,12 +7,14 @@ import numpy as np
 import torch
 
 from recarena import Capabilities, Recommender, Task
+from recarena.params import Interval, Options
 
 
 class EASE(Recommender):
     """``reg``: the L2 weight lambda (RecBole's ml-1m benchmark uses 1000)."""
 
     capabilities = Capabilities(tasks={Task.RANKING}, embeddings=True, onnx=True)
+    _parameter_constraints = {"reg": [Interval(float, 0, None)], "dtype": [Options("float64", "float32")]}
 
     def __init__(self, reg: float = 1000.0, dtype: str = "float64"):
         self.reg = reg

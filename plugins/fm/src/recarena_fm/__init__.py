@@ -8,33 +8,22 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from recarena import Capabilities, Task
-from recarena.ctr import CTRRecommender, embedding_l2, fm_logit
-
-
-class FMNet(nn.Module):
-    def __init__(self, n_features: int, dim: int, bias: float = 0.0):
-        super().__init__()
-        self.w0 = nn.Parameter(torch.tensor(float(bias)))
-        self.w = nn.Embedding(n_features, 1, padding_idx=0)
-        self.v = nn.Embedding(n_features, dim, padding_idx=0)
-        nn.init.zeros_(self.w.weight)
-        nn.init.normal_(self.v.weight, std=0.01)
-        with torch.no_grad():
-            self.v.weight[0].zero_()
-
-    def forward(self, feats: torch.Tensor) -> torch.Tensor:
-        """feats: int64 [B, F] feature ids (0 = padding) -> float32 [B]"""
-        return fm_logit(self.w0, self.w, self.v, feats)
+from recarena.ctr import CTRRecommender
+from recarena.nn import FMPart, embedding_l2
+from recarena.params import Interval
 
 
 class FM(CTRRecommender):
-    capabilities = Capabilities(tasks={Task.CTR, Task.RATING}, side_features=True, embeddings=True, onnx=True)
+    """``lr`` .005 was chosen on ml1m-ctr's validation AUC from {.001, .002, .005}."""
 
-    def __init__(self, dim: int = 16, lr: float = 0.001, reg: float = 0.0, weight_decay: float = 0.0,
-                 epochs: int = 50, batch_size: int = 2048, use_side: bool = True):
+    capabilities = Capabilities(tasks={Task.CTR, Task.RATING}, side_features=True, embeddings=True, onnx=True)
+    trainer_defaults = {"patience": 3}
+    _parameter_constraints = {"dim": [Interval(int, 1, None)], "reg": [Interval(float, 0, None)]}
+
+    def __init__(self, dim: int = 16, lr: float = 0.005, reg: float = 0.0, weight_decay: float = 0.0,
+                 epochs: int = 50, batch_size: int = 2048, use_side: bool = True, optimizer: str = "adam"):
         self.dim = dim
         self.lr = lr
         self.reg = reg
@@ -42,11 +31,15 @@ class FM(CTRRecommender):
         self.epochs = epochs
         self.batch_size = batch_size
         self.use_side = use_side
+        self.optimizer = optimizer
 
     def build_ctr_network(self, fields, train):
         y = train.rating
-        self.binary_ = bool(((y == 0) | (y == 1)).all())
-        return FMNet(fields.n_features, int(self.dim), 0.0 if self.binary_ else float(y.mean()))
+        binary = bool(((y == 0) | (y == 1)).all())
+        net = FMPart(fields.n_features, int(self.dim), 0.0 if binary else float(y.mean()))
+        # 0/1 labels: the output is a logit (cross-entropy); ratings: the rating itself (MSE)
+        net.binary = binary
+        return net
 
     def logits(self, net, feats):
         return net(feats)
@@ -54,11 +47,11 @@ class FM(CTRRecommender):
     def loss(self, net, batch):
         feats = self._feats(net, batch["user"], batch["item"])
         out = net(feats)
-        reg = embedding_l2(self.reg, net, feats)
-        if self.binary_:
+        reg = embedding_l2(self.reg, net.v, feats)
+        if net.binary:
             return F.binary_cross_entropy_with_logits(out, batch["rating"]) + reg
         return F.mse_loss(out, batch["rating"]) + reg
 
     def predict_pairs(self, net, users, items):
         out = net(self._feats(net, users, items))
-        return torch.sigmoid(out) if self.binary_ else out
+        return torch.sigmoid(out) if net.binary else out

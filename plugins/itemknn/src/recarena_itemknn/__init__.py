@@ -9,10 +9,13 @@ import scipy.sparse as sp
 import torch
 
 from recarena import Capabilities, Recommender, Task
+from recarena.params import Interval
 
 
 class ItemKNN(Recommender):
     capabilities = Capabilities(tasks={Task.RANKING})
+    _parameter_constraints = {"k": [Interval(int, 1, None)], "shrink": [Interval(float, 0, None)],
+                              "block": [Interval(int, 1, None)]}
 
     def __init__(self, k: int = 250, shrink: float = 0.0, block: int = 1024):
         self.k = k

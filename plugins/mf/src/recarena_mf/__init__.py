@@ -6,41 +6,35 @@ that biased-mf improves on.
 
 from __future__ import annotations
 
-import torch
-from torch import nn
-
 from recarena import Capabilities, Task
+from recarena.nn import BiasedDot
+from recarena.params import Interval
 from recarena.torch_model import TorchRecommender
-
-
-class _Net(nn.Module):
-    def __init__(self, n_users, n_items, dim, mu, init_std):
-        super().__init__()
-        self.user_emb = nn.Embedding(n_users, dim)
-        self.item_emb = nn.Embedding(n_items, dim)
-        nn.init.normal_(self.user_emb.weight, std=init_std)
-        nn.init.normal_(self.item_emb.weight, std=init_std)
-        self.register_buffer("mu", torch.tensor(float(mu)))
 
 
 class MF(TorchRecommender):
     capabilities = Capabilities(tasks={Task.RATING}, embeddings=True, onnx=True)
+    _parameter_constraints = {"dim": [Interval(int, 1, None)], "reg": [Interval(float, 0, None)],
+                              "init_std": [Interval(float, 0, None)]}
 
     def __init__(self, dim: int = 64, lr: float = 0.001, reg: float = 0.1, epochs: int = 100,
-                 batch_size: int = 256, init_std: float = 0.01):
+                 batch_size: int = 256, init_std: float = 0.01, optimizer: str = "adam", weight_decay: float = 0.0):
         self.dim = dim
         self.lr = lr
         self.reg = reg
         self.epochs = epochs
         self.batch_size = batch_size
         self.init_std = init_std
+        self.optimizer = optimizer
+        self.weight_decay = weight_decay
 
     def build_network(self, train):
         if train.rating is None:
             from recarena.errors import RecArenaError
 
             raise RecArenaError("mf is a rating model: it needs explicit ratings.")
-        return _Net(train.n_users, train.n_items, int(self.dim), float(train.rating.mean()), float(self.init_std))
+        return BiasedDot(train.n_users, train.n_items, int(self.dim), float(train.rating.mean()), float(self.init_std),
+                         bias=False)
 
     def loss(self, net, batch):
         pu, qi = net.user_emb(batch["user"]), net.item_emb(batch["item"])
@@ -48,4 +42,4 @@ class MF(TorchRecommender):
         return ((pred - batch["rating"]) ** 2 + self.reg * ((pu**2).sum(-1) + (qi**2).sum(-1))).mean()
 
     def predict_pairs(self, net, users, items):
-        return net.mu + (net.user_emb(users) * net.item_emb(items)).sum(-1)
+        return net(users, items)

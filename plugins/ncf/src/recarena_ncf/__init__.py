@@ -2,21 +2,23 @@
 
 ``variant``: 'gmf' (element-wise product of embeddings, then a linear output), 'mlp'
 (concatenated embeddings through a tower), or 'neumf' (both, concatenated before the output).
-NeuMF with ``pretrain=True`` first trains GMF and MLP, then starts from their weights with
-the output layer ``[0.5 h_gmf, 0.5 h_mlp]``, as in the paper. Trained pointwise with binary
-cross-entropy on each positive and ``n_neg`` sampled negatives.
+NeuMF first trains GMF (``gmf_epochs``) and MLP (``mlp_epochs``) as declared stages, each with
+its own early stopping, then starts from their weights with the output layer
+``[0.5 h_gmf, 0.5 h_mlp]``, as in the paper, at ``neumf_lr`` when given (0 epochs for both:
+NeuMF from scratch). Trained pointwise with binary cross-entropy on each positive and ``n_neg``
+sampled negatives.
 """
 
 from __future__ import annotations
-
-import copy
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from recarena import Capabilities, Task
-from recarena.torch_model import TorchRecommender
+from recarena.nn import MLP
+from recarena.params import Interval, IntSequence, Options
+from recarena.torch_model import Stage, TorchRecommender
 
 
 class _Net(nn.Module):
@@ -35,13 +37,9 @@ class _Net(nn.Module):
             self.item_mlp = nn.Embedding(n_items, layers[0] // 2)
             nn.init.normal_(self.user_mlp.weight, std=0.01)
             nn.init.normal_(self.item_mlp.weight, std=0.01)
-            tower = []
-            for a, b in zip(layers[:-1], layers[1:]):
-                tower += [nn.Linear(a, b), nn.ReLU(), nn.Dropout(dropout)]
-            self.tower = nn.Sequential(*tower)
+            self.tower = MLP(layers[0], layers[1:], dropout)
             width += layers[-1]
         self.out = nn.Linear(width, 1)
-
     def hidden(self, u_g, i_g, u_m, i_m):
         parts = []
         if self.variant in ("gmf", "neumf"):
@@ -63,10 +61,18 @@ class _Net(nn.Module):
 
 class NCF(TorchRecommender):
     capabilities = Capabilities(tasks={Task.RANKING}, embeddings=True, onnx=True)
+    negatives = True
+    _parameter_constraints = {
+        "variant": [Options("gmf", "mlp", "neumf")], "dim_gmf": [Interval(int, 1, None)],
+        "layers": [IntSequence(2, None)], "dropout": [Interval(float, 0, 1, closed="left")],
+        "gmf_epochs": [Interval(int, 0, None)], "mlp_epochs": [Interval(int, 0, None)],
+        "neumf_lr": [None, Interval(float, 0, None, closed="neither")],
+    }
 
     def __init__(self, variant: str = "neumf", dim_gmf: int = 32, layers: tuple = (64, 32, 16), dropout: float = 0.0,
                  lr: float = 0.001, weight_decay: float = 0.0, epochs: int = 50, batch_size: int = 1024,
-                 n_neg: int = 4, pretrain: bool = True, pretrain_epochs: int = 30, neumf_lr: float | None = None):
+                 n_neg: int = 4, gmf_epochs: int = 30, mlp_epochs: int = 30, neumf_lr: float | None = None,
+                 neg_sampling: str = "uniform", optimizer: str = "adam"):
         self.variant = variant
         self.dim_gmf = dim_gmf
         self.layers = layers
@@ -76,48 +82,44 @@ class NCF(TorchRecommender):
         self.epochs = epochs
         self.batch_size = batch_size
         self.n_neg = n_neg
-        self.pretrain = pretrain
-        self.pretrain_epochs = pretrain_epochs
+        self.gmf_epochs = gmf_epochs
+        self.mlp_epochs = mlp_epochs
         self.neumf_lr = neumf_lr
+        self.neg_sampling = neg_sampling
+        self.optimizer = optimizer
 
     @property
     def score_memory_factor(self) -> int:
         return 2 * (self.dim_gmf + sum(self.layers))
 
-    def _fit(self, train, valid, monitor):
-        if self.variant not in ("gmf", "mlp", "neumf"):
-            from recarena.errors import RecArenaError
+    def stages(self):
+        if self.variant != "neumf":
+            return []
+        # each stage is this model in one variant, without stages of its own
+        def part(v):
+            return lambda m: NCF(**{**m.get_params(), "variant": v, "gmf_epochs": 0, "mlp_epochs": 0})
+        return [Stage("gmf", "gmf_epochs", part("gmf")), Stage("mlp", "mlp_epochs", part("mlp"))]
 
-            raise RecArenaError(f"ncf variant must be gmf, mlp or neumf; got {self.variant!r}.")
-        self._init_from = None
-        if self.variant == "neumf" and self.pretrain:
-            parts = {}
-            for v in ("gmf", "mlp"):
-                sub = NCF(**{**self.get_params(), "variant": v, "pretrain": False, "epochs": self.pretrain_epochs})
-                parts[v] = self.fit_stage(sub, train, valid, monitor).network_
-            self._init_from = parts
-        super()._fit(train, valid, monitor)
-        self._init_from = None
-
-    def configure_optimizer(self, params):
-        lr = self.neumf_lr if (self.variant == "neumf" and self.pretrain and self.neumf_lr) else self.lr
-        return torch.optim.Adam(params, lr=lr, weight_decay=self.weight_decay)
+    def learning_rate(self):
+        pretrained = bool(getattr(self, "stage_best_epochs_", None))
+        return float(self.neumf_lr) if (pretrained and self.neumf_lr) else float(self.lr)
 
     def build_network(self, train):
-        net = _Net(train.n_users, train.n_items, self.variant, int(self.dim_gmf), list(self.layers), float(self.dropout))
-        init = getattr(self, "_init_from", None)
-        if init:
-            g, m = init["gmf"], init["mlp"]
-            with torch.no_grad():
-                net.user_gmf.weight.copy_(g.user_gmf.weight)
-                net.item_gmf.weight.copy_(g.item_gmf.weight)
-                net.user_mlp.weight.copy_(m.user_mlp.weight)
-                net.item_mlp.weight.copy_(m.item_mlp.weight)
-                net.tower.load_state_dict(m.tower.state_dict())
-                # the paper's alpha = 0.5 trade-off between the two pre-trained outputs
-                net.out.weight.copy_(0.5 * torch.cat([g.out.weight, m.out.weight], 1))
-                net.out.bias.copy_(0.5 * (g.out.bias + m.out.bias))
-        return net
+        return _Net(train.n_users, train.n_items, self.variant, int(self.dim_gmf), list(self.layers), float(self.dropout))
+
+    def init_from_stages(self, net, fitted):
+        g, m = fitted.get("gmf"), fitted.get("mlp")
+        if g is not None:
+            net.user_gmf.weight.copy_(g.user_gmf.weight)
+            net.item_gmf.weight.copy_(g.item_gmf.weight)
+        if m is not None:
+            net.user_mlp.weight.copy_(m.user_mlp.weight)
+            net.item_mlp.weight.copy_(m.item_mlp.weight)
+            net.tower.load_state_dict(m.tower.state_dict())
+        if g is not None and m is not None:
+            # the paper's alpha = 0.5 trade-off between the two pre-trained outputs
+            net.out.weight.copy_(0.5 * torch.cat([g.out.weight, m.out.weight], 1))
+            net.out.bias.copy_(0.5 * (g.out.bias + m.out.bias))
 
     def loss(self, net, batch):
         u, i, j = batch["user"], batch["item"], batch["neg"]  # [B], [B], [B, n_neg]
@@ -143,11 +145,3 @@ class NCF(TorchRecommender):
         emb = net.user_gmf if hasattr(net, "user_gmf") else net.user_mlp
         iemb = net.item_gmf if hasattr(net, "item_gmf") else net.item_mlp
         return {"user": emb.weight.detach().numpy(), "item": iemb.weight.detach().numpy()}
-
-    def __deepcopy__(self, memo):
-        # pre-training state is transient; copy parameters and learned attributes only
-        new = type(self)(**self.get_params())
-        for k, v in vars(self).items():
-            if k not in new.__dict__:
-                setattr(new, k, copy.deepcopy(v, memo))
-        return new

@@ -14,7 +14,9 @@ import torch
 from torch import nn
 
 from recarena import Capabilities, Task
-from recarena.torch_model import TorchRecommender
+from recarena.nn import MLP, BiasedDot
+from recarena.params import Interval, IntSequence
+from recarena.torch_model import Stage, TorchRecommender
 
 
 class _Net(nn.Module):
@@ -30,12 +32,7 @@ class _Net(nn.Module):
         self.item_emb = nn.Embedding(n_items, dim)
         nn.init.normal_(self.user_emb.weight, std=0.05)
         nn.init.normal_(self.item_emb.weight, std=0.05)
-        layers, width = [], 2 * dim
-        for h in hidden:
-            layers += [nn.Linear(width, h), nn.ReLU(), nn.Dropout(dropout)]
-            width = h
-        layers.append(nn.Linear(width, 1))
-        self.mlp = nn.Sequential(*layers)
+        self.mlp = MLP(2 * dim, hidden, dropout, out_dim=1)
         self.register_buffer("lo", torch.tensor(float(lo)))
         self.register_buffer("hi", torch.tensor(float(hi)))
 
@@ -48,39 +45,23 @@ class _Net(nn.Module):
         return self.lo + (self.hi - self.lo) * torch.sigmoid(logit)
 
 
-class _DotNet(nn.Module):
-    """The pre-training stage: biased MF over embeddings shaped like RecommenderNet's."""
-
-    def __init__(self, n_users, n_items, dim, mu):
-        super().__init__()
-        self.user_emb = nn.Embedding(n_users, dim)
-        self.item_emb = nn.Embedding(n_items, dim)
-        self.user_bias = nn.Embedding(n_users, 1)
-        self.item_bias = nn.Embedding(n_items, 1)
-        for e in (self.user_emb, self.item_emb):
-            nn.init.normal_(e.weight, std=0.05)
-        for e in (self.user_bias, self.item_bias):
-            nn.init.zeros_(e.weight)
-        self.register_buffer("mu", torch.tensor(float(mu)))
-
-    def forward(self, u, i):
-        """u, i: int64 [B] -> rating float32 [B]"""
-        dot = (self.user_emb(u) * self.item_emb(i)).sum(-1)
-        return self.mu + self.user_bias(u).squeeze(-1) + self.item_bias(i).squeeze(-1) + dot
-
-
 class _DotStage(TorchRecommender):
-    capabilities = Capabilities(tasks={Task.RATING})
+    """The pre-training stage: a biased MF over embeddings shaped like RecommenderNet's."""
 
-    def __init__(self, dim=32, lr=0.0005, reg=0.1, epochs=100, batch_size=256):
+    capabilities = Capabilities(tasks={Task.RATING})
+    _parameter_constraints = {"dim": [Interval(int, 1, None)], "reg": [Interval(float, 0, None)]}
+
+    def __init__(self, dim=32, lr=0.0005, reg=0.1, epochs=100, batch_size=256, optimizer="adam", weight_decay=0.0):
         self.dim = dim
         self.lr = lr
         self.reg = reg
         self.epochs = epochs
         self.batch_size = batch_size
+        self.optimizer = optimizer
+        self.weight_decay = weight_decay
 
     def build_network(self, train):
-        return _DotNet(train.n_users, train.n_items, int(self.dim), float(train.rating.mean()))
+        return BiasedDot(train.n_users, train.n_items, int(self.dim), float(train.rating.mean()), 0.05)
 
     def loss(self, net, batch):
         u, i = batch["user"], batch["item"]
@@ -93,10 +74,17 @@ class _DotStage(TorchRecommender):
 
 class RecommenderNet(TorchRecommender):
     capabilities = Capabilities(tasks={Task.RATING}, embeddings=True, onnx=True)
+    _parameter_constraints = {
+        "dim": [Interval(int, 1, None)], "hidden": [IntSequence(1, None, min_len=0)],
+        "dropout": [Interval(float, 0, 1, closed="left")], "reg": [Interval(float, 0, None)], "bias": [bool],
+        "pretrain_epochs": [Interval(int, 0, None)], "pretrain_lr": [Interval(float, 0, None)],
+        "pretrain_reg": [Interval(float, 0, None)],
+    }
 
     def __init__(self, dim: int = 32, hidden: tuple = (64, 32), dropout: float = 0.2, lr: float = 0.001,
                  weight_decay: float = 0.0, reg: float = 0.01, epochs: int = 100, batch_size: int = 256,
-                 bias: bool = False, pretrain_epochs: int = 0, pretrain_lr: float = 0.0005, pretrain_reg: float = 0.1):
+                 bias: bool = False, pretrain_epochs: int = 0, pretrain_lr: float = 0.0005, pretrain_reg: float = 0.1,
+                 optimizer: str = "adam"):
         self.dim = dim
         self.hidden = hidden
         self.dropout = dropout
@@ -109,38 +97,24 @@ class RecommenderNet(TorchRecommender):
         self.pretrain_epochs = pretrain_epochs
         self.pretrain_lr = pretrain_lr
         self.pretrain_reg = pretrain_reg
+        self.optimizer = optimizer
 
-    def _fit(self, train, valid, monitor):
-        self._init_from = None
-        if self.pretrain_epochs:
-            stage = _DotStage(dim=self.dim, lr=self.pretrain_lr, reg=self.pretrain_reg, epochs=self.pretrain_epochs,
-                              batch_size=self.batch_size)
-            self._init_from = self.fit_stage(stage, train, valid, monitor).network_
-            self.pretrain_best_epoch_ = getattr(stage, "best_epoch_", None)
-        try:
-            super()._fit(train, valid, monitor)
-        finally:
-            self._init_from = None
+    def stages(self):
+        return [Stage("dot", "pretrain_epochs", lambda m: _DotStage(
+            dim=m.dim, lr=m.pretrain_lr, reg=m.pretrain_reg, batch_size=m.batch_size))]
 
-    def refit_params(self):
-        refit = super().refit_params()
-        if getattr(self, "pretrain_best_epoch_", None) is not None:
-            refit["pretrain_epochs"] = self.pretrain_best_epoch_ + 1
-        return refit
+    def init_from_stages(self, net, fitted):
+        dot = fitted["dot"]
+        net.user_emb.weight.copy_(dot.user_emb.weight)
+        net.item_emb.weight.copy_(dot.item_emb.weight)
+        if net.bias:
+            net.user_bias.weight.copy_(dot.user_bias.weight)
+            net.item_bias.weight.copy_(dot.item_bias.weight)
 
     def build_network(self, train):
         lo, hi = train.rating_scale or (float(train.rating.min()), float(train.rating.max()))
-        net = _Net(train.n_users, train.n_items, int(self.dim), list(self.hidden), float(self.dropout), lo, hi,
-                   bool(self.bias))
-        init = getattr(self, "_init_from", None)
-        if init is not None:
-            with torch.no_grad():
-                net.user_emb.weight.copy_(init.user_emb.weight)
-                net.item_emb.weight.copy_(init.item_emb.weight)
-                if net.bias:
-                    net.user_bias.weight.copy_(init.user_bias.weight)
-                    net.item_bias.weight.copy_(init.item_bias.weight)
-        return net
+        return _Net(train.n_users, train.n_items, int(self.dim), list(self.hidden), float(self.dropout), lo, hi,
+                    bool(self.bias))
 
     def loss(self, net, batch):
         u, i = batch["user"], batch["item"]

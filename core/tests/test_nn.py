@@ -1,0 +1,69 @@
+"""recarena.nn: the shared blocks compute what their formulas say."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from recarena.nn import MLP, BiasedDot, FMPart, embedding_l2
+
+
+def test_fm_pairwise_term_equals_the_quadratic_sum():
+    net = FMPart(10, 3)
+    torch.nn.init.normal_(net.v.weight)
+    torch.nn.init.normal_(net.w.weight)
+    with torch.no_grad():
+        net.v.weight[0].zero_()
+        net.w.weight[0].zero_()
+    feats = torch.tensor([[1, 4, 7, 0]])
+    v, w = net.v.weight.detach(), net.w.weight.detach().squeeze(-1)
+    ids = [1, 4, 7]
+    want = sum(float(w[i]) for i in ids) + sum(float(v[a] @ v[b]) for k, a in enumerate(ids) for b in ids[k + 1 :])
+    np.testing.assert_allclose(float(net(feats).detach()), want, rtol=1e-5)
+
+
+def test_fm_padding_feature_starts_at_zero():
+    net = FMPart(5, 4, bias=2.5)
+    assert float(net.w0.detach()) == 2.5
+    assert torch.count_nonzero(net.v.weight[0]) == 0 and torch.count_nonzero(net.w.weight) == 0
+
+
+def test_embedding_l2_counts_the_rows_a_batch_uses():
+    table = torch.nn.Embedding(6, 2)
+    with torch.no_grad():
+        table.weight.copy_(torch.tensor([[0.0, 0.0], [1.0, 2.0], [0.0, 3.0], [1.0, 1.0], [4.0, 0.0], [0.0, 0.0]]))
+    feats = torch.tensor([[1, 2, 0], [1, 3, 3]])
+    # row 1: |v1|^2 + |v2|^2 = 5 + 9 = 14; row 2: |v1|^2 + 2 |v3|^2 = 5 + 4 = 9; the mean 11.5, x reg
+    assert float(embedding_l2(0.1, table, feats).detach()) == pytest.approx(1.15)
+    assert embedding_l2(0.0, table, feats) == 0.0
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 6), st.integers(1, 6), st.integers(1, 5), st.booleans(), st.booleans())
+def test_biased_dot_pairs_equal_the_full_score_rows(n_users, n_items, dim, bias, with_mu):
+    torch.manual_seed(0)
+    net = BiasedDot(n_users, n_items, dim, mu=3.5 if with_mu else None, init_std=0.5, bias=bias)
+    if bias:
+        with torch.no_grad():
+            net.user_bias.weight.normal_()
+            net.item_bias.weight.normal_()
+    users = torch.arange(n_users)
+    full = net.score(users)
+    assert full.shape == (n_users, n_items) and full.dtype == torch.float32
+    u, i = torch.meshgrid(users, torch.arange(n_items), indexing="ij")
+    torch.testing.assert_close(net(u.reshape(-1), i.reshape(-1)).view(n_users, n_items), full)
+    want = (net.user_emb.weight @ net.item_emb.weight.T + (3.5 if with_mu else 0.0)).detach()
+    if bias:
+        want = want + net.user_bias.weight.detach() + net.item_bias.weight.detach().T
+    torch.testing.assert_close(full.detach(), want)
+
+
+def test_mlp_layout_and_width():
+    m = MLP(8, [16, 4], dropout=0.1, batch_norm=True, out_dim=1, input_dropout=0.2)
+    kinds = [type(x).__name__ for x in m]
+    assert kinds == ["Dropout", "Linear", "BatchNorm1d", "ReLU", "Dropout", "Linear", "BatchNorm1d", "ReLU", "Dropout",
+                     "Linear"]
+    assert m.out_features == 1 and m.eval()(torch.zeros(3, 8)).shape == (3, 1)
+    tower = MLP(8, [4])
+    assert tower.out_features == 4 and [type(x).__name__ for x in tower] == ["Linear", "ReLU", "Dropout"]
