@@ -35,6 +35,23 @@ def _parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plugins", help="installed model plugins")
     pl.add_argument("--json", action="store_true")
 
+    c = sub.add_parser("config", help="every resolved parameter of a model under a protocol, and its layer")
+    c.add_argument("model")
+    c.add_argument("--protocol", "-p", required=True)
+    c.add_argument("--dataset", "-d")
+    c.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
+    c.add_argument("--config", help="experiment YAML")
+    c.add_argument("--json", action="store_true")
+
+    n = sub.add_parser("new", help="scaffold a new plugin distribution")
+    nsub = n.add_subparsers(dest="what", required=True, metavar="WHAT")
+    npl = nsub.add_parser("plugin", help="write plugins/NAME/: pyproject with the entry point, a working model, kit tests")
+    npl.add_argument("name")
+    from recarena.scaffold import KINDS
+
+    npl.add_argument("--kind", required=True, choices=KINDS)
+    npl.add_argument("--dir", default="plugins", help="where to create it (default: ./plugins)")
+
     sub.add_parser("datasets", help="known datasets")
     sub.add_parser("protocols", help="known protocols")
 
@@ -105,6 +122,42 @@ def _cmd_plugins(a) -> int:
     return 0
 
 
+def _cmd_config(a) -> int:
+    from pathlib import Path
+
+    from recarena import plugins
+    from recarena.config import resolve_with_sources
+    from recarena.protocols import load_protocol
+
+    proto = load_protocol(a.protocol)
+    cls = plugins.get(a.model)
+    cfg, sources = resolve_with_sources(cls, a.model, proto, a.dataset or proto["dataset"], 0,
+                                        Path(a.config) if a.config else None, a.sets)
+    from recarena.torch_model import TRAINER_KEYS
+
+    trainer = {**TRAINER_KEYS, **cfg["trainer"]}
+    rows = [(k, v, sources[f"params.{k}"]) for k, v in cfg["params"].items()]
+    rows += [(f"trainer.{k}", v, sources.get(f"trainer.{k}", "recarena's trainer default")) for k, v in trainer.items()]
+    if a.json:
+        print(json.dumps([{"key": k, "value": v, "from": w} for k, v, w in rows], default=str, indent=2))
+        return 0
+    print(f"{a.model} under {proto['name']} (v{cfg['protocol_version']}, dataset {cfg['dataset']}):")
+    width = max((len(k) for k, _, _ in rows), default=0)
+    for k, v, w in rows:
+        print(f"  {k:<{width}}  {v!r:<24} {w}")
+    return 0
+
+
+def _cmd_new(a) -> int:
+    from pathlib import Path
+
+    from recarena.scaffold import new_plugin, next_steps
+
+    folder = new_plugin(a.name, a.kind, Path(a.dir))
+    print(next_steps(folder, a.name, a.kind))
+    return 0
+
+
 def _cmd_datasets(a) -> int:
     from recarena.data import datasets
 
@@ -152,8 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if a.cmd in DELEGATED:
             return _delegate(a.cmd, a.args)
-        return {"train": _cmd_train, "leaderboard": _cmd_leaderboard, "plugins": _cmd_plugins,
-                "datasets": _cmd_datasets, "protocols": _cmd_protocols}[a.cmd](a)
+        return {"train": _cmd_train, "leaderboard": _cmd_leaderboard, "plugins": _cmd_plugins, "config": _cmd_config,
+                "new": _cmd_new, "datasets": _cmd_datasets, "protocols": _cmd_protocols}[a.cmd](a)
     except RecArenaError as e:
         msg = textwrap.fill(str(e), width=100, break_long_words=False, break_on_hyphens=False)
         print(f"recarena {a.cmd}: error: {msg}", file=sys.stderr)

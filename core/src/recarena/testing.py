@@ -180,6 +180,25 @@ def check_parameters_declared(model: Recommender):
     cls = type(model)
     names = cls._param_names()
     cons = declared(cls)
+    if _is_torch(model):
+        from recarena.torch_model import NEGATIVE_PARAMS, TRAINING_PARAMS
+
+        required = {n: "every torch plugin takes the training fields " + ", ".join(TRAINING_PARAMS)
+                    for n in TRAINING_PARAMS}
+        if model.negatives:
+            required.update({n: "a plugin that declares negatives = True takes n_neg and neg_sampling"
+                             for n in NEGATIVE_PARAMS})
+        if model.capabilities.side_features:
+            required["use_side"] = "a plugin whose capabilities declare side_features takes use_side"
+        for n, why in required.items():
+            if n not in names:
+                close = difflib.get_close_matches(n, names, n=1, cutoff=0.5)
+                raise AssertionError(f"{_name(model)}.__init__ has no parameter {n!r}: {why}"
+                                     + (f"; {close[0]!r} looks like a misspelling of it" if close else ""))
+        if not model.negatives:
+            stray = [n for n in NEGATIVE_PARAMS if n in names]
+            assert not stray, (f"{_name(model)} takes {stray} but does not declare `negatives = True`: the base "
+                               "draws no negatives for it, so the parameter would change nothing")
     undeclared = [n for n in names if n not in cons]
     assert not undeclared, (
         f"{_name(model)}: parameters {undeclared} have no declared constraint: add them to "
@@ -190,26 +209,6 @@ def check_parameters_declared(model: Recommender):
         close = difflib.get_close_matches(n, names, n=1)
         raise AssertionError(f"{_name(model)}._parameter_constraints declares {n!r}, which __init__ does not take"
                              + (f" (a typo of {close[0]!r}?)" if close else ""))
-    if not _is_torch(model):
-        return
-    from recarena.torch_model import NEGATIVE_PARAMS, TRAINING_PARAMS
-
-    required = {n: "every torch plugin takes the training fields " + ", ".join(TRAINING_PARAMS)
-                for n in TRAINING_PARAMS}
-    if model.negatives:
-        required.update({n: "a plugin that declares negatives = True takes n_neg and neg_sampling"
-                         for n in NEGATIVE_PARAMS})
-    if model.capabilities.side_features:
-        required["use_side"] = "a plugin whose capabilities declare side_features takes use_side"
-    for n, why in required.items():
-        if n not in names:
-            close = difflib.get_close_matches(n, names, n=1, cutoff=0.5)
-            raise AssertionError(f"{_name(model)}.__init__ has no parameter {n!r}: {why}"
-                                 + (f"; {close[0]!r} looks like a misspelling of it" if close else ""))
-    if not model.negatives:
-        stray = [n for n in NEGATIVE_PARAMS if n in names]
-        assert not stray, (f"{_name(model)} takes {stray} but does not declare `negatives = True`: the base "
-                           "draws no negatives for it, so the parameter would change nothing")
 
 
 def check_invalid_params_refused(model: Recommender):
