@@ -114,3 +114,52 @@ def test_protocols_and_datasets_list():
     for p in ("recbole-ml1m", "ml1m-ctr", "ml100k-u1", "ml1m-rating-90-10", "ncf-loo", "ml100k-seq-loo"):
         assert p in r.stdout
     assert "ml-1m" in cli("datasets").stdout
+
+
+@pytest.mark.parametrize("model, setting, allowed", [
+    ("bpr", "optimizer=nosuch", "Allowed: one of 'adam', 'adamw', 'lbfgs', 'rprop', 'sgd', 'sparse_adam'"),
+    ("itemknn", "k=abc", "Allowed: an integer in [1, inf]"),
+    ("bpr", "n_neg=-1", "Allowed: an integer in [1, inf]"),
+])
+def test_bad_parameter_value_exits_2_before_reading_data(model, setting, allowed, tmp_path):
+    before = store_rows()
+    r = cli("train", model, "--protocol", "recbole-ml1m", "--data-dir", str(tmp_path / "does-not-exist"), "--set", setting)
+    assert r.returncode == 2, r.stderr
+    name, _, value = setting.partition("=")
+    msg = " ".join(r.stderr.split())
+    assert f"parameter '{name}' of {model}" in msg and value in msg and "(set in --set)" in msg and allowed in msg
+    assert "Traceback" not in r.stderr and store_rows() == before
+
+
+def test_bad_value_in_a_config_file_names_the_file(tmp_path):
+    exp = tmp_path / "exp.yaml"
+    exp.write_text("params: {lr: -1e-3}\n")  # YAML 1.2 number: a float, refused by its range
+    r = cli("train", "bpr", "--protocol", "recbole-ml1m", "--config", str(exp), "--data-dir", str(tmp_path / "none"))
+    assert r.returncode == 2 and f"-0.001 (set in {exp})" in " ".join(r.stderr.split()), r.stderr
+
+
+def test_adamw_trains_and_scientific_notation_is_a_number():
+    r = cli("train", "biased-mf", "--protocol", "synthetic-rank", "--dataset", "synthetic-2000", *FAST,
+            "--set", "optimizer=adamw", "--set", "weight_decay=1e-4", "--set", "lr=5e-3", "--json")
+    assert r.returncode == 0, r.stderr
+    cfg = json.loads(r.stdout.strip().splitlines()[-1])
+    assert cfg["metrics"]["ndcg@10"] > 0
+
+
+def test_sweep_dry_run_checks_every_value(tmp_path):
+    sweep = tmp_path / "bad.yaml"
+    sweep.write_text("name: bad\nseeds: [0]\nruns:\n  - {model: bpr, protocols: [synthetic-rank], sets: [n_neg=0]}\n")
+    r = cli("sweep", str(sweep), "--dry-run")
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert "parameter 'n_neg' of bpr: 0" in " ".join(r.stderr.split())
+
+
+def test_config_prints_each_value_with_its_layer():
+    r = cli("config", "ncf", "--protocol", "recbole-ml1m", "--set", "dim_gmf=16", "--json")
+    assert r.returncode == 0, r.stderr
+    rows = {x["key"]: (x["value"], x["from"]) for x in json.loads(r.stdout)}
+    assert rows["dim_gmf"] == (16, "--set")
+    assert rows["neumf_lr"][0] == 0.0001 and rows["neumf_lr"][1].startswith("protocol recbole-ml1m")
+    assert rows["gmf_epochs"] == (30, "plugin defaults")
+    assert rows["trainer.patience"][1].startswith("protocol recbole-ml1m")
+    assert rows["trainer.precision"] == ("32-true", "recarena's trainer default")
