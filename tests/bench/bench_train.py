@@ -21,7 +21,7 @@ from recarena_biased_mf import BiasedMF
 def bare_loop(model: BiasedMF, train, epochs: int) -> float:
     net = model.build_network(train)
     opt = model.configure_optimizer(net.parameters())
-    t = model.training_tensors(train)
+    t = model.training_tensors(train, net)
     n, bs = len(train), model.batch_size
     g = torch.Generator().manual_seed(0)
     start = time.perf_counter()
