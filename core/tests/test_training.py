@@ -137,3 +137,35 @@ def test_ema_setting_fits_the_exponential_average_of_the_weights(split):
     torch.testing.assert_close(ema.network_.user_emb.weight.detach(), want)
     with pytest.raises(Exception, match="'ema' is the averaging decay"):
         TinyMF(epochs=1).fit(train, seed=0, trainer={**QUIET, "ema": 1.5})
+
+
+def test_weight_averaging_copies_the_network_not_the_recommender(split):
+    """Lightning's EMA deep-copies the LightningModule: the recommender, its evaluator and the
+    monitor must stay shared, only the network is copied."""
+    import copy
+
+    from recarena.torch_model import _Module
+
+    owner = TinyMF(epochs=1)
+    net = owner.build_network(split.train)
+    mon = Monitor("rmse", "min", RatingEvaluator(split.valid).evaluate)
+    module = _Module(owner, net, mon)
+    twin = copy.deepcopy(module)
+    assert twin.shared.owner is owner and twin.shared.monitor is mon
+    assert twin.network is not net and torch.equal(twin.network.user_emb.weight, net.user_emb.weight)
+
+
+def test_missing_batch_field_names_the_declaration(split):
+    from recarena.data.filtering import to_implicit
+
+    class NoNegatives(TinyMF):
+        def build_network(self, train):
+            net = nn.Module()
+            net.w = nn.Parameter(torch.zeros(1))
+            return net
+
+        def loss(self, net, batch):
+            return batch["neg"].float().sum() * net.w.sum()
+
+    with pytest.raises(KeyError, match="declares `negatives = True`"):
+        NoNegatives(epochs=1).fit(to_implicit(split.train), trainer=QUIET)
