@@ -104,3 +104,20 @@ def test_a_provider_model_trains_with_its_namespaced_overrides(patched, tmp_path
     assert cfg["params"]["reg"] == 7.5
     s = runner.train("demo/EASE", "synthetic-rank", dataset="synthetic-2000", progress=False, log=lambda *a, **k: None)
     assert s["model"] == "demo/EASE" and s["metrics"]["ndcg@10"] > 0
+
+
+def test_no_plugin_imports_another_plugin():
+    """Shared code lives in recarena (recarena.nn for model blocks), never in a plugin."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "plugins"
+    offenders = []
+    for src in sorted(root.glob("*/src/recarena_*/**/*.py")):
+        own = src.relative_to(root).parts[2]
+        for node in ast.walk(ast.parse(src.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{src.relative_to(root)} imports {n}" for n in names
+                          if n.split(".")[0].startswith("recarena_") and n.split(".")[0] != own]
+    assert not offenders, offenders
