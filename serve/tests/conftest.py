@@ -2,10 +2,6 @@ import os
 
 import pytest
 
-from recarena.testing import isolated_home_fixture
-
-isolated_home = isolated_home_fixture()
-
 # smartredis: quiet, fail fast when a server is missing, and never re-send a slow command
 os.environ.setdefault("SR_LOG_LEVEL", "QUIET")
 os.environ.setdefault("SR_SOCKET_TIMEOUT", "60000")

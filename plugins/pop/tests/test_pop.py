@@ -32,3 +32,16 @@ def test_recommend_raw_maps_ids_both_ways():
     assert items[0].tolist() == ["y", "z", None]  # ann saw x; y and z tie on count, lower id first
     assert items[1].tolist() == ["y", None, None]
     assert np.isneginf(scores[1, 1:]).all()
+
+
+def test_plugin_tests_never_reach_the_users_home(tmp_path):
+    """A plugin test that trains through the runner writes under the session's temp folder."""
+    import os
+    from pathlib import Path
+
+    from recarena import runner
+    from recarena.paths import home
+
+    assert Path(os.environ["RECARENA_HOME"]).resolve().is_relative_to(tmp_path.parent.resolve())
+    s = runner.train("pop", "synthetic-rank", dataset="synthetic-2000", progress=False, log=lambda *a, **k: None)
+    assert Path(s["artifact"]).resolve().is_relative_to(tmp_path.parent.resolve()) and home() != Path.home() / ".recarena"

@@ -1,0 +1,7 @@
+"""Every test of the workspace runs with RECARENA_HOME in its own temporary folder, downloads
+nothing and keeps wandb off (RECARENA_TEST_WANDB=offline turns it on): no test can write into
+the user's ~/.recarena. `.ci/run` checks that it stayed unchanged."""
+
+from recarena.testing import isolated_home_fixture
+
+isolated_home = isolated_home_fixture()
