@@ -39,6 +39,17 @@ def test_each_kind_writes_a_plugin_that_passes_the_kit(kind, tmp_path, monkeypat
                 check(model)
                 ran += 1
         assert ran >= 7
+        # and it trains through the runner on a synthetic protocol of its task
+        proto = {"torch-rating": "synthetic-rating", "ctr": None}.get(kind, "synthetic-rank")
+        if proto:
+            from recarena import plugins, runner
+
+            cls = getattr(mod, cls_name)
+            info = plugins.PluginInfo(name, f"recarena-{name}", "0.1.0", f"{module}:{cls_name}", lambda: cls)
+            monkeypatch.setattr(plugins, "discover", lambda: {name: info})
+            s = runner.train(name, proto, dataset="synthetic-2000", sets=[f"{k.strip()}" for k in small.split(",")],
+                             progress=False, log=lambda *a, **k: None)
+            assert s["model"] == name and all(v == v for v in s["metrics"].values())
     finally:
         sys.modules.pop(module, None)
 
