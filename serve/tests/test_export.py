@@ -42,3 +42,15 @@ def test_refuses_a_bundle_whose_graph_differs(runs, tmp_path, monkeypatch):
     with pytest.raises(RecArenaError, match=r"differs from the plugin beyond 0.0001 \(recommend.onnx by"):
         export(None, tmp_path / "out", run_ids=[runs[1]["run_id"]])
     assert not any((tmp_path / "out").iterdir()), "a refused bundle must leave nothing behind"
+
+
+def test_export_takes_the_seed_with_the_best_validation_score_not_test(tmp_path):
+    from recarena.store import ResultsStore
+    from recarena_serve.export import pick_runs
+
+    s = ResultsStore(tmp_path / "r.db")
+    for rid, seed, test, valid in (("s0", 0, 0.20, 0.31), ("s1", 1, 0.35, 0.29)):
+        s.record({"run_id": rid, "model": "ease", "dataset": "synthetic-2000", "protocol": "synthetic-rank",
+                  "seed": seed, "status": "ok", "config": {}, "config_hash": "h", "run_hash": f"h{seed}",
+                  "fit_seconds": 1.0, "test_metrics": {"ndcg@10": test}, "valid_metrics": {"ndcg@10": valid}})
+    assert [r["run_id"] for r in pick_runs(s, "synthetic-rank", 1, None)] == ["s0"]

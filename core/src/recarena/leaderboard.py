@@ -16,7 +16,11 @@ from recarena.store import ResultsStore
 
 def build(store: ResultsStore, protocol: str, anchors: list[dict] | None = None) -> dict[str, Any]:
     """Rows per model: the configuration with the best mean validation selection metric,
-    reported with its test metrics (mean, std over seeds), sorted by the selection metric."""
+    reported with its test metrics (mean, std over seeds), sorted by the test selection metric.
+
+    Selection never reads test metrics: a configuration without validation metrics cannot be
+    chosen fairly, so it is listed after the ranked rows, unranked (``ranked: False``), one row
+    per such configuration."""
     from recarena.protocols import load_protocol
 
     proto = load_protocol(protocol)
@@ -27,26 +31,32 @@ def build(store: ResultsStore, protocol: str, anchors: list[dict] | None = None)
     for r in runs:
         groups[(r["model"], r["config_hash"])].append(r)
     best: dict[str, dict] = {}
+    unranked: list[dict] = []
     for (model, chash), rs in groups.items():
         val = [r["valid_metrics"].get(select) for r in rs if r.get("valid_metrics")]
         val = [v for v in val if v is not None]
-        score = float(np.mean(val)) if val else float(np.mean([r["test_metrics"].get(select, np.nan) for r in rs]))
+        metrics = sorted({m for r in rs for m in r["test_metrics"]})
+        stats = {}
+        for m in metrics:
+            vals = np.array([r["test_metrics"][m] for r in rs if m in r["test_metrics"]], float)
+            stats[m] = {"mean": float(vals.mean()), "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0}
+        row = {
+            "model": model, "config_hash": chash, "seeds": sorted(r["seed"] for r in rs), "n": len(rs),
+            "metrics": stats, "fit_seconds": float(np.mean([r["fit_seconds"] or 0 for r in rs])),
+            "run_ids": [r["run_id"] for r in rs], "ranked": bool(val),
+        }
+        if not val:
+            unranked.append(row)
+            continue
+        score = float(np.mean(val))
+        row["valid"] = score
         key = score if mode == "max" else -score
         if model not in best or key > best[model]["_key"]:
-            metrics = sorted({m for r in rs for m in r["test_metrics"]})
-            stats = {}
-            for m in metrics:
-                vals = np.array([r["test_metrics"][m] for r in rs if m in r["test_metrics"]], float)
-                stats[m] = {"mean": float(vals.mean()), "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0}
-            best[model] = {
-                "_key": key, "model": model, "config_hash": chash, "seeds": sorted(r["seed"] for r in rs),
-                "n": len(rs), "metrics": stats,
-                "fit_seconds": float(np.mean([r["fit_seconds"] or 0 for r in rs])),
-                "run_ids": [r["run_id"] for r in rs],
-            }
+            best[model] = {"_key": key, **row}
     rows = sorted(best.values(), key=lambda r: r["metrics"].get(select, {}).get("mean", np.nan), reverse=(mode == "max"))
     for r in rows:
         r.pop("_key")
+    rows += sorted(unranked, key=lambda r: (r["model"], r["config_hash"]))
     return {
         "protocol": protocol, "select": select, "mode": mode, "rows": rows,
         "metrics": proto["metrics"], "anchors": proto.get("anchors") or [],
@@ -60,7 +70,9 @@ def render(board: dict[str, Any], fmt: str = "table") -> str:
     header = ["#", "model", "seeds", *metrics, "fit s"]
     body = []
     for k, r in enumerate(board["rows"], 1):
-        cells = [str(k), r["model"], str(r["n"])]
+        # an unranked row (no validation metrics to choose its configuration by) has no place
+        cells = [str(k) if r.get("ranked", True) else "-",
+                 r["model"] + ("" if r.get("ranked", True) else " (no validation: unranked)"), str(r["n"])]
         for m in metrics:
             s = r["metrics"].get(m)
             cells.append("" if s is None else (f"{s['mean']:.4f} ± {s['std']:.4f}" if r["n"] > 1 else f"{s['mean']:.4f}"))

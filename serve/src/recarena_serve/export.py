@@ -38,13 +38,18 @@ def pick_runs(store: ResultsStore, protocol: str | None, top: int, run_ids: list
     board = leaderboard.build(store, protocol)
     if not board["rows"]:
         raise RecArenaError(f"The leaderboard of {protocol!r} has no runs to export.")
+    ranked = [row for row in board["rows"] if row.get("ranked", True)]
+    if not ranked:
+        raise RecArenaError(f"No run of {protocol!r} has validation metrics to choose a configuration by; "
+                            "export one with --run RUN_ID.")
     runs = []
-    for row in board["rows"][:top]:
-        # the best seed of the best configuration
+    for row in ranked[:top]:
+        # of the chosen configuration, the seed with the best validation score: the test set
+        # chooses nothing (a seed picked by test score would overstate what serving gets)
         cands = [store.get(rid) for rid in row["run_ids"]]
         sel = board["select"]
-        pick = max if board["mode"] == "max" else min
-        runs.append(pick(cands, key=lambda r: r["test_metrics"].get(sel, 0.0)))
+        pick, worst = (max, float("-inf")) if board["mode"] == "max" else (min, float("inf"))
+        runs.append(pick(cands, key=lambda r: (r.get("valid_metrics") or {}).get(sel, worst)))
     return runs
 
 
