@@ -163,3 +163,17 @@ def test_config_prints_each_value_with_its_layer():
     assert rows["gmf_epochs"] == (30, "plugin defaults")
     assert rows["trainer.patience"][1].startswith("protocol recbole-ml1m")
     assert rows["trainer.precision"] == ("32-true", "recarena's trainer default")
+
+
+@pytest.mark.parametrize("line, flags, needle", [
+    ("protocol: recbole-ml1m", ["--protocol", "synthetic-rank"],
+     "names protocol 'recbole-ml1m' but the command line says 'synthetic-rank'"),
+    ("dataset: synthetic-3000", ["--protocol", "synthetic-rank", "--dataset", "synthetic-2000"],
+     "names dataset 'synthetic-3000' but the command line says 'synthetic-2000'"),
+])
+def test_a_config_file_disagreeing_with_the_command_line_is_an_error(line, flags, needle, tmp_path):
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(line + "\n")
+    r = cli("train", "pop", *flags, "--config", str(exp))
+    assert r.returncode == 2 and needle in " ".join(r.stderr.split()), r.stderr
+    assert store_rows() == 0

@@ -120,10 +120,11 @@ def resolve(
     seed: int,
     experiment: Path | None = None,
     sets: list[str] | None = None,
+    dataset_explicit: bool = False,
 ) -> dict[str, Any]:
     """The run's configuration, every value checked against the plugin's declared
     constraints before anything is loaded (see :func:`resolve_with_sources`)."""
-    return resolve_with_sources(model_cls, model_name, protocol, dataset, seed, experiment, sets)[0]
+    return resolve_with_sources(model_cls, model_name, protocol, dataset, seed, experiment, sets, dataset_explicit)[0]
 
 
 def resolve_with_sources(
@@ -134,11 +135,17 @@ def resolve_with_sources(
     seed: int,
     experiment: Path | None = None,
     sets: list[str] | None = None,
+    dataset_explicit: bool = False,
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """``(cfg, sources)``: the resolved configuration and, for each ``params.<name>`` and
     ``trainer.<name>``, the layer its value came from. Raises
     :class:`recarena.params.InvalidParameterError` (naming value, allowed values and layer)
-    for a value outside the plugin's constraints."""
+    for a value outside the plugin's constraints.
+
+    A config file naming another protocol than the run's, or another dataset than one given
+    on the command line (``dataset_explicit``), is an error naming both: the recorded run must
+    be the run that was hashed. Without ``--dataset``, a file's dataset is taken (a saved
+    ``config.yaml`` re-runs on its own dataset)."""
     from recarena import params as P
     from recarena.torch_model import TRAINER_CONSTRAINTS, TRAINER_KEYS
 
@@ -176,6 +183,12 @@ def resolve_with_sources(
             if k in layer and layer[k] is not None and where not in ("plugin defaults",):
                 if k == "model" and layer[k] != model_name:
                     raise RecArenaError(f"{where}: model is {layer[k]!r} but the run is for {model_name!r}.")
+                if k == "protocol" and layer[k] != protocol["name"]:
+                    raise RecArenaError(f"{where} names protocol {layer[k]!r} but the command line says "
+                                        f"{protocol['name']!r}: drop one of them.")
+                if k == "dataset" and dataset_explicit and layer[k] != dataset:
+                    raise RecArenaError(f"{where} names dataset {layer[k]!r} but the command line says "
+                                        f"{dataset!r}: drop one of them.")
                 cfg[k] = layer[k]
         pv = layer.get("protocol_version")
         if pv is not None and where not in ("plugin defaults",) and pv != cfg["protocol_version"]:

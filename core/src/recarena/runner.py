@@ -127,7 +127,8 @@ def train(
 
     check_task(cls.capabilities, "")
     ds = dataset or proto["dataset"]
-    cfg = resolve(cls, model, proto, ds, seed, Path(experiment) if experiment else None, sets)
+    cfg = resolve(cls, model, proto, ds, seed, Path(experiment) if experiment else None, sets,
+                  dataset_explicit=dataset is not None)
     estimator = cls(**cfg["params"])
     # some parameters narrow what a plugin can do (biased-mf's MCMC solver fits ratings only)
     check_task(estimator.capabilities, f" with {cfg['params']}")
