@@ -52,39 +52,46 @@ def encode(data: Interactions, use_side: bool = True, max_multi: int = 6) -> Fie
         next_id[0] += len(uniq)
         return out.astype(np.int64)
 
-    ucols, unames = [block(np.arange(data.n_users))], ["user_id"]
-    icols, inames = [block(np.arange(data.n_items))], ["item_id"]
-    multi = None
-    if use_side and data.user_features is not None:
-        for c in data.user_features.columns:
-            if c not in SKIP:
-                ucols.append(block(data.user_features[c].to_numpy()))
-                unames.append(c)
-    if use_side and data.item_features is not None:
-        f = data.item_features
-        if "title" in f.columns:
-            icols.append(block(f["title"].map(_year).to_numpy()))
-            inames.append("year")
-        for c in f.columns:
+    def multi_block(values) -> tuple[list[np.ndarray], int]:
+        """A '|'-separated column -> up to ``max_multi`` padded columns of feature ids."""
+        bags = pd.Series(values).fillna("").astype(str).str.split("|")
+        vocab = sorted({g for b in bags for g in b if g})
+        index = {g: k + next_id[0] for k, g in enumerate(vocab)}
+        next_id[0] += len(vocab)
+        width = min(max_multi, max(len(b) for b in bags))
+        m = np.zeros((len(bags), width), np.int64)
+        for r, b in enumerate(bags):
+            ids = [index[g] for g in b if g][:width]
+            m[r, : len(ids)] = ids
+        return list(m.T), width
+
+    def side(frame: pd.DataFrame | None, cols: list, names: list[str]) -> None:
+        """Single-valued columns first, then every multi-valued ('|'-separated) one, in order."""
+        if frame is None:
+            return
+        multi = []
+        for c in frame.columns:
             if c in SKIP:
                 continue
-            if f[c].astype(str).str.contains("|", regex=False).any():
-                multi = c
+            if frame[c].astype(str).str.contains("|", regex=False).any():
+                multi.append(c)
                 continue
-            icols.append(block(f[c].to_numpy()))
-            inames.append(c)
-        if multi is not None:
-            bags = f[multi].fillna("").astype(str).str.split("|")
-            vocab = sorted({g for b in bags for g in b if g})
-            index = {g: k + next_id[0] for k, g in enumerate(vocab)}
-            next_id[0] += len(vocab)
-            width = min(max_multi, max(len(b) for b in bags))
-            m = np.zeros((len(f), width), np.int64)
-            for r, b in enumerate(bags):
-                ids = [index[g] for g in b if g][:width]
-                m[r, : len(ids)] = ids
-            icols += list(m.T)
-            inames += [f"{multi}[{k}]" for k in range(width)]
+            cols.append(block(frame[c].to_numpy()))
+            names.append(c)
+        for c in multi:
+            slots, width = multi_block(frame[c].to_numpy())
+            cols += slots
+            names += [f"{c}[{k}]" for k in range(width)]
+
+    ucols, unames = [block(np.arange(data.n_users))], ["user_id"]
+    icols, inames = [block(np.arange(data.n_items))], ["item_id"]
+    if use_side:
+        side(data.user_features, ucols, unames)
+        f = data.item_features
+        if f is not None and "title" in f.columns:
+            icols.append(block(f["title"].map(_year).to_numpy()))
+            inames.append("year")
+        side(f, icols, inames)
     return Fields(
         torch.from_numpy(np.stack(ucols, 1)), torch.from_numpy(np.stack(icols, 1)), next_id[0], unames + inames
     )
