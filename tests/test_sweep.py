@@ -225,23 +225,30 @@ def test_max_hours_stops_launching_what_would_not_fit(env, tmp_path):
 @pytest.mark.slow
 def test_tpe_search_records_trials_and_resumes(env, tmp_path):
     pytest.importorskip("optuna")
-    path = sweep_file(tmp_path, """
+    plain = """
         name: tpe
         seeds: [0]
         sets: [trainer.logger=none, epochs=2]
         runs:
+          - {model: bpr, protocols: [synthetic-rank], dataset: synthetic-4000, sets: [dim=4, lr=0.01]}
+    """
+    search = """
           - model: bpr
             protocols: [synthetic-rank]
             dataset: synthetic-4000
             search: {method: tpe, trials: 3, space: {lr: {low: 0.001, high: 0.1, log: true}, dim: [4, 8]}}
-    """)
+    """
+    # first a plain run of the same model in the same sweep: the search added later must not
+    # count it as one of its trials
+    assert json.loads(run_sweep(env, sweep_file(tmp_path, plain)).stdout)["counts"] == {"ok": 1}
+    path = sweep_file(tmp_path, plain + search)
     s = json.loads(run_sweep(env, path, "--jobs", "2").stdout)
-    assert s["counts"] == {"ok": 3}
-    runs = ResultsStore().runs(sweep="tpe")
+    assert s["counts"] == {"ok": 3, "skipped": 1}
+    runs = [r for r in ResultsStore().runs(sweep="tpe") if r["run_id"].endswith("-tpe1")]
     assert len({(r["config"]["params"]["lr"], r["config"]["params"]["dim"]) for r in runs}) == 3
     assert all(0.001 <= r["config"]["params"]["lr"] <= 0.1 for r in runs)
     s = json.loads(run_sweep(env, path).stdout)
-    assert s["counts"] == {"skipped": 3}
+    assert s["counts"] == {"skipped": 4}
 
 
 def test_emit_slurm_writes_an_array_script(env, tmp_path):
@@ -252,6 +259,10 @@ def test_emit_slurm_writes_an_array_script(env, tmp_path):
     script = (tmp_path / "t.sbatch").read_text()
     assert "#SBATCH --array=0-6" in script and script.count("recarena.cli train") == 7
     assert "--sweep t" in script and "--seed 1" in script
+    # per-entry limits: hang stops at its own 15 s; the array asks for the largest time and memory
+    hang = next(line for line in script.splitlines() if " hang " in line)
+    assert "exec timeout --kill-after=30 15 " in hang and script.count("exec timeout --kill-after=30 120 ") == 6
+    assert "#SBATCH --time=7\n" in script and "#SBATCH --mem=3000M" in script
 
 
 def test_bad_sweep_files_say_where(tmp_path):

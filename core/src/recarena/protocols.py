@@ -47,6 +47,9 @@ def load_protocol(name: str) -> dict[str, Any]:
         p["task"] = Task(p["task"]).value
     except ValueError:
         raise UnknownNameError("task", p["task"], [t.value for t in Task], where=str(path)) from None
+    # metric names are case-insensitive everywhere: one spelling from here on
+    p["metrics"] = [str(m).lower() for m in p["metrics"]]
+    p["select"] = str(p["select"]).lower()
     for m in [*p["metrics"], p["select"]]:
         parse_metric(m)
     method = p["split"].get("method")

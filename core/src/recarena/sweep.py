@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from recarena.errors import RecArenaError, UnknownNameError
+from recarena.eval.evaluator import metric_mode
 
 TOP_KEYS = {"name", "description", "seeds", "limits", "estimate_s", "sets", "runs", "search_seed"}
 RUN_KEYS = {"model", "protocols", "protocol", "dataset", "sets", "search", "limits", "seeds"}
@@ -325,13 +326,15 @@ class Sweep:
         for key in sorted({(r.entry, r.protocol) for r in tpe_runs}):
             entry = self.doc["runs"][key[0]]
             proto = load_protocol(key[1])
-            direction = "minimize" if proto["select"] in ("rmse", "mae", "logloss") else "maximize"
+            direction = "minimize" if metric_mode(proto["select"]) == "min" else "maximize"
             study = optuna.create_study(direction=direction, sampler=optuna.samplers.TPESampler(seed=entry["search"].get("seed", 0)),
                                         pruner=_pruner(entry["search"].get("pruner")))
             space = entry["search"].get("space") or {}
             dists = {k: _distribution(v) for k, v in space.items()}
             done = 0
             for r in store.runs(protocol=key[1], model=entry["model"], sweep=self.name):
+                if not r["run_id"].endswith(f"-tpe{key[0]}"):
+                    continue  # only this search's own trials (not a grid entry's runs of the model)
                 params = {k: r["config"]["params"].get(k) for k in space}
                 value = (r.get("valid_metrics") or {}).get(proto["select"])
                 if value is not None and all(v is not None for v in params.values()):
@@ -402,7 +405,8 @@ class Sweep:
         def launch(run: Run) -> None:
             if isinstance(run.tpe, int):
                 self._ask(run)
-            run.run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+            # a TPE trial's id names its search entry, so a resumed study counts its own trials only
+            run.run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6] + (f"-tpe{run.entry}" if run.tpe is not None else "")
             env = {**os.environ, "RECARENA_RUN_ID": run.run_id, "WANDB_MODE": self.wandb, "PYTHONUNBUFFERED": "1"}
             if run.tpe is not None:
                 env["RECARENA_EPOCH_REPORT"] = "1"
@@ -528,7 +532,7 @@ class Sweep:
             if r.status != "ok" or r.metric is None:
                 continue
             proto = load_protocol(r.protocol)
-            lower = proto["select"] in ("rmse", "mae", "logloss")
+            lower = metric_mode(proto["select"]) == "min"
             cur = out.get(r.protocol)
             if cur is None or (r.metric < cur[1] if lower else r.metric > cur[1]):
                 out[r.protocol] = (r.model, r.metric, proto["select"])
@@ -609,10 +613,16 @@ def emit_slurm(sweep: Sweep, runs: list[Run], out: Path) -> Path:
     todo = [r for r in runs if r.status == "pending" and r.tpe is None]
     import shlex
 
-    cases = "\n".join(f"  {i}) exec {' '.join(shlex.quote(a) for a in sweep.command(r))} ;;" for i, r in enumerate(todo))
-    lim = sweep.doc.get("limits") or {}
-    minutes = max(1, int((lim.get("timeout_s") or 3600) / 60) + 5)
-    mem = f"#SBATCH --mem={int(lim['memory_mb'])}M\n" if lim.get("memory_mb") else ""
+    # each task stops at its own entry's time limit; the array asks for the largest time and
+    # memory any task needs (SLURM sets one --time/--mem for the whole array)
+    def case(i, r):
+        t = int(r.limits.get("timeout_s") or 3600)
+        return f"  {i}) exec timeout --kill-after=30 {t} {' '.join(shlex.quote(a) for a in sweep.command(r))} ;;"
+
+    cases = "\n".join(case(i, r) for i, r in enumerate(todo))
+    minutes = max([1] + [int((r.limits.get("timeout_s") or 3600) / 60) + 5 for r in todo])
+    mems = [int(r.limits["memory_mb"]) for r in todo if r.limits.get("memory_mb")]
+    mem = f"#SBATCH --mem={max(mems)}M\n" if mems else ""
     script = f"""#!/bin/bash
 # recarena sweep {sweep.name}: {len(todo)} runs (TPE searches need the live sweep and are left out)
 #SBATCH --job-name=recarena-{sweep.name}
