@@ -177,3 +177,17 @@ def test_a_config_file_disagreeing_with_the_command_line_is_an_error(line, flags
     r = cli("train", "pop", *flags, "--config", str(exp))
     assert r.returncode == 2 and needle in " ".join(r.stderr.split()), r.stderr
     assert store_rows() == 0
+
+
+def test_leaderboard_names_protocols_it_no_longer_knows_without_failing():
+    from recarena.store import ResultsStore
+
+    s = ResultsStore()
+    for rid, proto in (("a", "synthetic-rank"), ("b", "synthetic-refit-gone")):
+        s.record({"run_id": rid, "model": "pop", "dataset": "synthetic-2000", "protocol": proto, "seed": 0,
+                  "status": "ok", "config": {}, "config_hash": "h", "run_hash": rid, "fit_seconds": 1.0,
+                  "test_metrics": {"ndcg@10": 0.1}, "valid_metrics": {"ndcg@10": 0.1}})
+    r = cli("leaderboard")
+    assert r.returncode == 0, r.stderr
+    assert "Leaderboard: synthetic-rank" in r.stdout and "synthetic-refit-gone" in r.stderr
+    assert cli("leaderboard", "--protocol", "synthetic-refit-gone").returncode == 2

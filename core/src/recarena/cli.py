@@ -12,6 +12,20 @@ import warnings
 DELEGATED = ("serve", "db", "sweep", "report", "viz")
 
 
+def _delegated_help(cmd: str) -> str:
+    """Help for a command another distribution provides: what it does and who provides it."""
+    from importlib.metadata import entry_points
+
+    what = {"serve": "export, deploy and serve models from the inference database", "db": "the inference database",
+            "sweep": "run a sweep of trainings", "report": "the HTML leaderboard report",
+            "viz": "UMAP maps and plots"}.get(cmd, cmd)
+    ep = next((e for e in entry_points(group="recarena.commands") if e.name == cmd), None)
+    if ep is None:
+        pkg = {"serve": "recarena-serve", "db": "recarena-serve", "report": "recarena-viz", "viz": "recarena-viz"}.get(cmd, "an extension")
+        return f"{what} (needs {pkg}, not installed)"
+    return f"{what} ({ep.dist.name if ep.dist else 'installed'})"
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="recarena", description="Recommendation models as plugins on one shared data/eval pipeline.")
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
@@ -56,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("protocols", help="known protocols")
 
     for name in DELEGATED:
-        sp = sub.add_parser(name, help=f"({name}: provided by its package once installed)")
+        sp = sub.add_parser(name, help=_delegated_help(name))
         sp.add_argument("args", nargs=argparse.REMAINDER)
     return p
 
@@ -89,7 +103,20 @@ def _cmd_leaderboard(a) -> int:
     if not protos:
         print("No runs recorded yet. Train one: recarena train pop --protocol ml100k-u1")
         return 0
-    boards = [leaderboard.build(store, p) for p in protos]
+    from recarena.errors import UnknownNameError
+
+    boards, unknown = [], []
+    for p in protos:
+        try:
+            boards.append(leaderboard.build(store, p))
+        except UnknownNameError:
+            if a.protocol:  # asked for by name: a real error
+                raise
+            unknown.append(p)  # runs of a protocol this checkout no longer defines
+    if unknown:
+        print(f"(runs of protocols not defined here, not shown: {', '.join(unknown)})", file=sys.stderr)
+    if not boards:
+        return 0
     if a.format == "json":
         print(json.dumps(boards if len(boards) > 1 else boards[0], indent=2))
     else:

@@ -532,10 +532,14 @@ class TorchRecommender(Recommender):
                     "trainer.logger=wandb but wandb is not installed: pip install wandb, "
                     "or set trainer.logger=csv / none."
                 ) from None
-            return WandbLogger(
+            logger = WandbLogger(
                 project=settings["wandb_project"], group=settings["wandb_group"], mode=mode,
                 save_dir=str(root), log_model=False,
             )
+            # Lightning passes anonymous=None to wandb.init, which warns on every run that the
+            # setting has no effect: leave the key out (the run is created lazily from this dict)
+            getattr(logger, "_wandb_init", {}).pop("anonymous", None)
+            return logger
         raise RecArenaError(f"trainer.logger must be wandb, csv or none; got {kind!r}.")
 
     def log_final(self, metrics: dict[str, float], prefix: str = "test") -> None:
