@@ -40,7 +40,8 @@ def test_train_json_and_leaderboard():
         assert r.returncode == 0, r.stderr
     assert store_rows() == 3
     r = cli("leaderboard", "--protocol", "synthetic-rank", "--format", "json")
-    board = json.loads(r.stdout)
+    (board,) = json.loads(r.stdout)
+    assert (board["protocol"], board["dataset"], board["current"]) == ("synthetic-rank", "synthetic-5000", True)
     models = {row["model"]: row for row in board["rows"]}
     assert set(models) == {"pop", "biased-mf"} and models["biased-mf"]["n"] == 2
     ndcg = [row["metrics"]["ndcg@10"]["mean"] for row in board["rows"]]

@@ -48,9 +48,9 @@ def test_report_tables_significance_failures(store_with_runs, tmp_path):
     page = write(rep, tmp_path / "report")
     md = (tmp_path / "report" / "report.md").read_text()
     assert "| 1 | pop | 2 |" in md and "vs best" in md and "### Failed runs" in md and "memory limit: 700 MiB" in md
-    assert "images/synthetic-rank-sens-bpr.png" in md  # lr varies across bpr's runs
+    assert "images/synthetic-rank-synthetic-4000-sens-bpr.png" in md  # lr varies across bpr's runs
     for img in ("leaderboard", "quality-vs-time", "curves", "sens-bpr"):
-        assert (tmp_path / "report" / "images" / f"synthetic-rank-{img}.png").stat().st_size > 5000
+        assert (tmp_path / "report" / "images" / f"synthetic-rank-synthetic-4000-{img}.png").stat().st_size > 5000
     assert page.read_text().count("<table>") == 2
 
 

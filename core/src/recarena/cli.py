@@ -108,7 +108,7 @@ def _cmd_leaderboard(a) -> int:
     boards, unknown = [], []
     for p in protos:
         try:
-            boards.append(leaderboard.build(store, p))
+            boards += leaderboard.boards(store, p) or [leaderboard.build(store, p)]
         except UnknownNameError:
             if a.protocol:  # asked for by name: a real error
                 raise
@@ -118,7 +118,8 @@ def _cmd_leaderboard(a) -> int:
     if not boards:
         return 0
     if a.format == "json":
-        print(json.dumps(boards if len(boards) > 1 else boards[0], indent=2))
+        # one board per (protocol, its content hash, dataset)
+        print(json.dumps(boards, indent=2))
     else:
         print("\n\n".join(leaderboard.render(b, a.format) for b in boards))
     return 0

@@ -22,7 +22,7 @@ import yaml
 from recarena.errors import RecArenaError, UnknownNameError
 from recarena.paths import config_dirs
 
-TOP_KEYS = {"model", "dataset", "protocol", "seed", "params", "trainer", "protocol_version"}
+TOP_KEYS = {"model", "dataset", "protocol", "seed", "params", "trainer", "protocol_version", "protocol_hash"}
 
 
 class _Loader(yaml.SafeLoader):
@@ -147,10 +147,14 @@ def resolve_with_sources(
     be the run that was hashed. Without ``--dataset``, a file's dataset is taken (a saved
     ``config.yaml`` re-runs on its own dataset)."""
     from recarena import params as P
+    from recarena.protocols import content_hash
     from recarena.torch_model import TRAINER_CONSTRAINTS, TRAINER_KEYS
 
     param_names = set(model_cls._param_names())
     trainer_names = set(TRAINER_KEYS)
+    # the protocol's identity is its content, hashed, not its hand-kept version: an edited
+    # protocol is a different one, and runs under it never match runs under the old content
+    protocol_hash = protocol.get("_hash") or content_hash(protocol)
     layers: list[tuple[str, dict]] = [("plugin defaults", {
         "params": model_cls.default_params(), "trainer": dict(getattr(model_cls, "trainer_defaults", {}) or {})})]
     p = find_config("models", model_name)
@@ -169,7 +173,7 @@ def resolve_with_sources(
         # the protocol's version is part of the configuration: a protocol that changes what it
         # measures (and bumps its version) must not match runs recorded under the old one
         "model": model_name, "dataset": dataset, "protocol": protocol["name"],
-        "protocol_version": protocol.get("version", 1), "seed": seed,
+        "protocol_version": protocol.get("version", 1), "protocol_hash": protocol_hash, "seed": seed,
         "params": {}, "trainer": {},
     }
     sources: dict[str, str] = {}
@@ -195,6 +199,12 @@ def resolve_with_sources(
             raise RecArenaError(
                 f"{where}: recorded under version {pv} of protocol {protocol['name']!r}, which is now at version "
                 f"{cfg['protocol_version']}: its results would not be comparable."
+            )
+        ph = layer.get("protocol_hash")
+        if ph is not None and where != "plugin defaults" and ph != protocol_hash:
+            raise RecArenaError(
+                f"{where}: recorded under other content of protocol {protocol['name']!r} (hash {ph}, now "
+                f"{protocol_hash}): its results would not be comparable."
             )
         if "seed" in layer and layer["seed"] is not None:
             cfg["seed"] = int(layer["seed"])

@@ -14,19 +14,47 @@ from recarena.eval.evaluator import metric_mode
 from recarena.store import ResultsStore
 
 
-def build(store: ResultsStore, protocol: str, anchors: list[dict] | None = None) -> dict[str, Any]:
+def boards(store: ResultsStore, protocol: str) -> list[dict[str, Any]]:
+    """One board per (protocol content hash, dataset) with runs: runs measured under other
+    content of the protocol, or on another dataset, are never ranked together. Boards of the
+    current content come first (``current: True``), then the others, labelled."""
+    from recarena.protocols import load_protocol, run_protocol_hash
+
+    proto = load_protocol(protocol)
+    keyed: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for r in store.runs(protocol=protocol):
+        keyed[(run_protocol_hash(r, proto), r["dataset"])].append(r)
+    out = [_board(proto, h, ds, rs) for (h, ds), rs in keyed.items()]
+    return sorted(out, key=lambda b: (not b["current"], b["dataset"], b["protocol_hash"]))
+
+
+def build(store: ResultsStore, protocol: str, dataset: str | None = None) -> dict[str, Any]:
+    """The board of the protocol's current content on ``dataset`` (when the protocol's runs
+    are on one dataset it may be left out)."""
+    from recarena.errors import RecArenaError
+    from recarena.protocols import load_protocol
+
+    current = [b for b in boards(store, protocol) if b["current"]]
+    if dataset is not None:
+        current = [b for b in current if b["dataset"] == dataset]
+    if len(current) > 1:
+        raise RecArenaError(f"Protocol {protocol!r} has runs on several datasets ({', '.join(b['dataset'] for b in current)}): "
+                            "name one.")
+    if current:
+        return current[0]
+    proto = load_protocol(protocol)
+    return _board(proto, proto["_hash"], dataset or proto["dataset"], [])
+
+
+def _board(proto: dict, protocol_hash: str, dataset: str, runs: list[dict]) -> dict[str, Any]:
     """Rows per model: the configuration with the best mean validation selection metric,
     reported with its test metrics (mean, std over seeds), sorted by the test selection metric.
 
     Selection never reads test metrics: a configuration without validation metrics cannot be
     chosen fairly, so it is listed after the ranked rows, unranked (``ranked: False``), one row
     per such configuration."""
-    from recarena.protocols import load_protocol
-
-    proto = load_protocol(protocol)
     select = proto["select"].lower()
     mode = metric_mode(select)
-    runs = store.runs(protocol=protocol)
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for r in runs:
         groups[(r["model"], r["config_hash"])].append(r)
@@ -44,6 +72,7 @@ def build(store: ResultsStore, protocol: str, anchors: list[dict] | None = None)
             "model": model, "config_hash": chash, "seeds": sorted(r["seed"] for r in rs), "n": len(rs),
             "metrics": stats, "fit_seconds": float(np.mean([r["fit_seconds"] or 0 for r in rs])),
             "run_ids": [r["run_id"] for r in rs], "ranked": bool(val),
+            "params": (rs[0].get("config") or {}).get("params", {}),
         }
         if not val:
             unranked.append(row)
@@ -57,9 +86,11 @@ def build(store: ResultsStore, protocol: str, anchors: list[dict] | None = None)
     for r in rows:
         r.pop("_key")
     rows += sorted(unranked, key=lambda r: (r["model"], r["config_hash"]))
+    anchors = [a for a in proto.get("anchors") or [] if a.get("dataset") in (None, dataset)]
     return {
-        "protocol": protocol, "select": select, "mode": mode, "rows": rows,
-        "metrics": proto["metrics"], "anchors": proto.get("anchors") or [],
+        "protocol": proto["name"], "protocol_hash": protocol_hash, "dataset": dataset,
+        "current": protocol_hash == proto["_hash"], "select": select, "mode": mode, "rows": rows,
+        "metrics": proto["metrics"], "anchors": anchors,
     }
 
 
@@ -92,12 +123,16 @@ def render(board: dict[str, Any], fmt: str = "table") -> str:
         w.writerows(body)
         return buf.getvalue()
     if fmt == "md":
-        lines = [f"### {board['protocol']} (sorted by {board['select']})", "",
+        other = "" if board.get("current", True) else f", other protocol content {board['protocol_hash']}: not comparable"
+        lines = [f"### {board['protocol']} on {board.get('dataset', '?')} (sorted by {board['select']}{other})", "",
                  "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(c for c in row) + " |" for row in body]
         return "\n".join(lines)
     widths = [max(len(h), *(len(row[i]) for row in body)) if body else len(h) for i, h in enumerate(header)]
-    out = [f"Leaderboard: {board['protocol']} (sorted by test {board['select']}, best config per model by validation)"]
+    label = "" if board.get("current", True) else (
+        f" -- runs under OTHER content of this protocol (hash {board['protocol_hash']}), not comparable with current runs")
+    out = [f"Leaderboard: {board['protocol']} on {board.get('dataset', '?')} (sorted by test {board['select']}, "
+           f"best config per model by validation){label}"]
     out.append("  ".join(h.ljust(w) for h, w in zip(header, widths)))
     out.append("  ".join("-" * w for w in widths))
     out += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in body]

@@ -30,6 +30,32 @@ PROTOCOL_KEYS = {
 SPLIT_METHODS = {"ratio_by_user", "global_random", "leave_one_out", "global_temporal", "user_holdout", "predefined", "ncf_files"}
 
 
+#: what defines a comparison: two protocols that agree on these are the same protocol, whatever
+#: their name, version or notes say (anchors, model overrides and trainer settings are not part of it)
+IDENTITY_KEYS = ("dataset", "task", "filter", "split", "metrics", "select", "eval", "refit")
+
+
+def content_hash(proto: dict[str, Any]) -> str:
+    """The protocol's identity, computed from what defines the comparison (IDENTITY_KEYS)."""
+    import hashlib
+    import json
+
+    blob = json.dumps({k: proto.get(k) for k in IDENTITY_KEYS}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def run_protocol_hash(run: dict[str, Any], proto: dict[str, Any]) -> str:
+    """The protocol content a recorded run was measured under. Runs recorded before protocols
+    were hashed carry only a version: they count as the current content when that version is
+    the current one (the only identity they recorded), else as ``legacy-v<version>``."""
+    cfg = run.get("config") or {}
+    h = run.get("protocol_hash") or cfg.get("protocol_hash")
+    if h:
+        return h
+    version = cfg.get("protocol_version", 1)
+    return proto["_hash"] if version == proto.get("version", 1) else f"legacy-v{version}"
+
+
 def load_protocol(name: str) -> dict[str, Any]:
     path = Path(name) if name.endswith((".yaml", ".yml")) else find_config("protocols", name)
     if path is None or not path.exists():
@@ -55,6 +81,7 @@ def load_protocol(name: str) -> dict[str, Any]:
     method = p["split"].get("method")
     if method not in SPLIT_METHODS:
         raise UnknownNameError("split method", str(method), SPLIT_METHODS, where=str(path))
+    p["_hash"] = content_hash(p)
     return p
 
 

@@ -18,6 +18,7 @@ import yaml
 from recarena import plugins
 from recarena.base import Monitor, Task
 from recarena.config import config_hash, resolve
+from recarena.data.datasets import checksums
 from recarena.errors import RecArenaError
 from recarena.eval.evaluator import metric_mode
 from recarena.paths import home
@@ -154,6 +155,9 @@ def train(
         "run_id": run_id, "model": model, "dataset": cfg["dataset"], "protocol": proto["name"],
         "seed": cfg["seed"], "config": cfg, "config_hash": config_hash(cfg), "run_hash": config_hash(cfg, with_seed=True),
         "code_version": code_version(cls), "started_at": t0, "environment": environment(), "sweep": sweep,
+        "protocol_hash": cfg["protocol_hash"],
+        # what the figures were measured on, so the leaderboard never needs the data itself
+        "data_checksums": checksums(cfg["dataset"], data_dir),
     }
     try:
         with PeakMemory() as mem:

@@ -37,21 +37,33 @@ CREATE TABLE IF NOT EXISTS runs (
     history_json TEXT,
     artifact_path TEXT,
     sweep TEXT,
-    error TEXT
+    error TEXT,
+    protocol_hash TEXT,              -- the protocol's content hash (NULL: recorded before hashes)
+    data_checksums_json TEXT         -- sha256 of the data files the run read
 );
 CREATE INDEX IF NOT EXISTS runs_protocol ON runs(protocol, model, status);
 CREATE INDEX IF NOT EXISTS runs_hash ON runs(run_hash);
 """
 
-JSON_COLS = ("config", "environment", "valid_metrics", "test_metrics", "history")
+JSON_COLS = ("config", "environment", "valid_metrics", "test_metrics", "history", "data_checksums")
+#: columns added after the first schema: an older store gets them on open (NULL for old runs)
+ADDED_COLUMNS = {"protocol_hash": "TEXT", "data_checksums_json": "TEXT"}
 
 
 class ResultsStore:
     def __init__(self, path: Path | str | None = None):
         self.path = Path(path) if path else home() / "results.db"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as con:
-            con.executescript(SCHEMA)
+        con = self._connect()
+        try:
+            with con:
+                con.executescript(SCHEMA)
+                have = {r["name"] for r in con.execute("PRAGMA table_info(runs)")}
+                for col, kind in ADDED_COLUMNS.items():
+                    if col not in have:
+                        con.execute(f"ALTER TABLE runs ADD COLUMN {col} {kind}")
+        finally:
+            con.close()
 
     def _connect(self) -> sqlite3.Connection:
         con = sqlite3.connect(self.path, timeout=60)

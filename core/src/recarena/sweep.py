@@ -208,6 +208,35 @@ def expand(doc: dict) -> list[Run]:
     return runs
 
 
+_PROTOCOLS: dict[str, dict] = {}
+
+
+def _cached_protocol(name: str, load) -> dict:
+    if name not in _PROTOCOLS:
+        _PROTOCOLS[name] = load(name)
+    return _PROTOCOLS[name]
+
+
+def _hashes_of(record: dict) -> list[str]:
+    """The run hashes a recorded run answers to: its own and, for a run recorded before
+    protocols were hashed, the hash it has under the content its version stands for (so a
+    sweep resumed across that change still finds it while the protocol is unchanged)."""
+    from recarena.config import config_hash
+    from recarena.errors import RecArenaError
+    from recarena.protocols import load_protocol, run_protocol_hash
+
+    cfg = record.get("config") or {}
+    out = [record["run_hash"]]
+    if cfg and not cfg.get("protocol_hash"):
+        try:
+            h = run_protocol_hash(record, _cached_protocol(record["protocol"], load_protocol))
+        except RecArenaError:
+            return out
+        if not h.startswith("legacy"):
+            out.append(config_hash({**cfg, "protocol_hash": h}, with_seed=True))
+    return out
+
+
 def run_hash(run: Run) -> str:
     from recarena import plugins
     from recarena.config import config_hash, resolve
@@ -300,8 +329,9 @@ class Sweep:
         self.runs = expand(self.doc)
         recorded: dict[str, str] = {}
         for r in store.runs(status=None):
-            if r["status"] == "ok" or r["run_hash"] not in recorded:
-                recorded[r["run_hash"]] = r["status"]
+            for h in _hashes_of(r):
+                if r["status"] == "ok" or h not in recorded:
+                    recorded[h] = r["status"]
         self._study = {}
         for run in self.runs:
             if run.tpe is not None:
@@ -514,7 +544,7 @@ class Sweep:
         store.record({
             "run_id": run.run_id, "model": run.model, "dataset": cfg["dataset"], "protocol": proto["name"], "seed": run.seed,
             "status": "failed", "config": cfg, "config_hash": config_hash(cfg), "run_hash": config_hash(cfg, with_seed=True),
-            "started_at": run.started, "finished_at": time.time(), "sweep": self.name,
+            "protocol_hash": cfg["protocol_hash"], "started_at": run.started, "finished_at": time.time(), "sweep": self.name,
             "peak_memory_mb": run.peak_mb or None, "error": f"{run.error}\n--- log tail ---\n{tail}",
         })
 

@@ -59,20 +59,27 @@ def collect(store: ResultsStore, sweep: str | None = None) -> dict:
     view = _SweepView(store, sweep)
     protocols = sorted({r["protocol"] for r in view.runs(status=None)})
     sections = []
+    from recarena.protocols import load_protocol, run_protocol_hash
+
     for proto in protocols:
         try:
-            board = leaderboard.build(view, proto)
+            proto_doc = load_protocol(proto)
+            boards = leaderboard.boards(view, proto) or [leaderboard.build(view, proto)]
         except Exception as e:  # a protocol file that is gone: still show its failures
-            board = {"protocol": proto, "rows": [], "select": "", "mode": "max", "metrics": [], "anchors": [], "error": str(e)}
-        ok = view.runs(protocol=proto)
-        by_id = {r["run_id"]: r for r in ok}
-        if board["rows"]:
-            best_runs = [by_id[i] for i in board["rows"][0]["run_ids"] if i in by_id]
-            for row in board["rows"]:
-                row["significance"] = None if row is board["rows"][0] else paired_test(
-                    best_runs, [by_id[i] for i in row["run_ids"] if i in by_id], board["select"])
+            boards = [{"protocol": proto, "rows": [], "select": "", "mode": "max", "metrics": [], "anchors": [],
+                       "error": str(e), "dataset": None, "protocol_hash": None, "current": True}]
         failed = view.runs(protocol=proto, status="failed")
-        sections.append({"board": board, "runs": ok, "failed": failed})
+        for board in boards:
+            # each board holds the runs of one protocol content on one dataset, never mixed
+            ok = [r for r in view.runs(protocol=proto) if r["dataset"] == board["dataset"]
+                  and run_protocol_hash(r, proto_doc) == board["protocol_hash"]] if board["rows"] else []
+            by_id = {r["run_id"]: r for r in ok}
+            if board["rows"]:
+                best_runs = [by_id[i] for i in board["rows"][0]["run_ids"] if i in by_id]
+                for row in board["rows"]:
+                    row["significance"] = None if row is board["rows"][0] else paired_test(
+                        best_runs, [by_id[i] for i in row["run_ids"] if i in by_id], board["select"])
+            sections.append({"board": board, "runs": ok, "failed": failed if board is boards[0] else []})
     return {"sweep": sweep, "store": str(store.path), "generated": time.strftime("%Y-%m-%d %H:%M:%S"), "sections": sections}
 
 
@@ -123,13 +130,17 @@ def write(report: dict, out: str | Path) -> Path:
         h.append("<p>No runs recorded.</p>")
     for sec in report["sections"]:
         board = sec["board"]
-        slug = _slug(board["protocol"])
+        title = board["protocol"] + (f" on {board['dataset']}" if board.get("dataset") else "")
+        if not board.get("current", True):
+            title += f" (other protocol content {board['protocol_hash']}: not comparable with current runs)"
+        slug = _slug(board["protocol"] + (f"-{board['dataset']}" if board.get("dataset") else "")
+                     + ("" if board.get("current", True) else f"-{board['protocol_hash']}"))
         images = _images(sec, img, slug)
         metrics = [m.lower() for m in board["metrics"]]
-        md += [f"## {board['protocol']}", f"Selection metric: {board['select']} ({'higher' if board['mode'] == 'max' else 'lower'} is better).", ""]
+        md += [f"## {title}", f"Selection metric: {board['select']} ({'higher' if board['mode'] == 'max' else 'lower'} is better).", ""]
         md.append("| # | model | seeds | " + " | ".join(metrics) + " | fit s | vs best |")
         md.append("|" + "---|" * (len(metrics) + 5))
-        h.append(f"<h2 id='{slug}'>{html.escape(board['protocol'])}</h2>")
+        h.append(f"<h2 id='{slug}'>{html.escape(title)}</h2>")
         h.append(f"<p>Selection metric: <b>{html.escape(board['select'])}</b>.</p><table><tr><th>#</th><th>model</th><th>seeds</th>"
                  + "".join(f"<th>{html.escape(m)}</th>" for m in metrics) + "<th>fit s</th><th>vs best</th></tr>")
         for i, row in enumerate(board["rows"], 1):

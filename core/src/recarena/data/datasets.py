@@ -348,6 +348,28 @@ def synthetic_loader(spec: str) -> Interactions:
     return data
 
 
+def checksums(name: str, data_dir=None) -> dict[str, str]:
+    """sha256 of each file a dataset is read from (every file of its folder; the file itself
+    for a path; nothing for synthetic data), recorded with each run: what the figures were
+    measured on, without keeping the data."""
+    import hashlib
+
+    if name == "synthetic" or name.startswith("synthetic-"):
+        return {}
+    if name not in REGISTRY and Path(name).suffix in (".csv", ".tsv", ".parquet", ".pq"):
+        files = [Path(name)]
+    else:
+        files = sorted(f for f in dataset_dir(name, data_dir, download=False).iterdir() if f.is_file())
+    out = {}
+    for f in files:
+        h = hashlib.sha256()
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        out[f.name] = h.hexdigest()
+    return out
+
+
 def load_any(name: str, data_dir=None) -> Interactions:
     """Registry name, ``synthetic[-N]``, or a path to a CSV/Parquet file."""
     if name == "synthetic" or name.startswith("synthetic-"):
