@@ -192,3 +192,8 @@ def test_leaderboard_names_protocols_it_no_longer_knows_without_failing():
     assert r.returncode == 0, r.stderr
     assert "Leaderboard: synthetic-rank" in r.stdout and "synthetic-refit-gone" in r.stderr
     assert cli("leaderboard", "--protocol", "synthetic-refit-gone").returncode == 2
+
+
+def test_a_model_that_cannot_fold_in_is_refused_by_a_strong_generalization_protocol(tmp_path):
+    r = cli("train", "bpr", "--protocol", "ml1m-strong", "--data-dir", str(tmp_path / "none"))
+    assert r.returncode == 2 and "cannot fold in" in r.stderr and store_rows() == 0

@@ -41,3 +41,17 @@ def test_ml100k_u1_biased_mf_quick_config_records_a_run():
     assert s["data"]["test"] == 20_000 and s["metrics"]["rmse"] < 0.96
     (row,) = ResultsStore().runs(protocol="ml100k-u1")
     assert row["config"]["params"]["epochs"] == 6 and row["fit_seconds"] > 0 and row["peak_memory_mb"] is not None
+
+
+def test_ml1m_strong_holds_out_500_and_500_users_and_ease_folds_them_in():
+    from recarena.protocols import load_protocol, prepare
+
+    p = prepare(load_protocol("ml1m-strong"), data_dir=str(SHARED))
+    s = p.split
+    valid_users, test_users = set(s.valid.user.tolist()), set(s.test.user.tolist())
+    assert len(valid_users) == len(test_users) == 500 and not (valid_users | test_users) & set(s.train.user.tolist())
+    fold = s.extra["test_fold_in"]
+    assert set(fold.user.tolist()) == test_users and set(fold.item.tolist()) <= set(s.train.item.tolist())
+    r = runner.train("ease", "ml1m-strong", data_dir=str(SHARED), sets=["trainer.logger=none"], **QUIET)
+    # EASE from the fold-in items, against MetaRec's Mult-DAE .4681 (about +-.01 of split noise)
+    assert r["data"]["test"] == len(s.test) and r["metrics"]["ndcg@100"] > 0.45

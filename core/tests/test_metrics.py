@@ -45,3 +45,15 @@ def test_gini():
     assert gini_index([5, 5, 5, 5]) == pytest.approx(0.0)
     # one item gets everything among 4: (2*4-4-1)*1/(4*1) = 3/4
     assert gini_index([0, 0, 0, 7]) == pytest.approx(0.75)
+
+
+def test_recall_norm_divides_by_the_smaller_of_k_and_the_relevant_count():
+    import torch
+
+    from recarena.eval.metrics import ranking_metrics_from_hits
+
+    hits = torch.tensor([[True, False, True], [True, True, False]])
+    n_rel = torch.tensor([5, 2])
+    out = ranking_metrics_from_hits(hits, n_rel, 3, names=("recall", "recall_norm"))
+    # user 0: 2 hits of 5 relevant, top-3: recall 2/5, recall_norm 2/min(3, 5); user 1: 2/2 both
+    assert out["recall"].tolist() == [0.4, 1.0] and out["recall_norm"].tolist() == [2 / 3, 1.0]

@@ -122,3 +122,22 @@ def test_ratio_by_user_torch_rng_is_recbole_shuffle_then_group():
     assert sorted(s.test.item.tolist()) == sorted(perm[18:].tolist())
     with pytest.raises(RecArenaError, match="rng must be"):
         splits.ratio_by_user(d, seed=1, rng="mersenne")
+
+
+def test_user_holdout_drops_items_no_training_user_has_then_splits_each_held_out_user():
+    from recarena.data.interactions import IdMap, Interactions
+    from recarena.data.splits import user_holdout
+
+    # every user has items 0..4 and a personal item 5 + u that no one else has
+    n = 10
+    rows = [(u, i) for u in range(n) for i in range(5)] + [(u, 5 + u) for u in range(n)]
+    d = Interactions([u for u, _ in rows], [i for _, i in rows], IdMap(range(n)), IdMap(range(5 + n)))
+    s = user_holdout(d, 2, 2, fold_in=0.8, seed=3, drop_unseen_items=True)
+    held = set(s.valid.user.tolist()) | set(s.test.user.tolist())
+    assert len(held) == 4 and not held & set(s.train.user.tolist())
+    assert sorted(set(s.train.item.tolist())) == sorted(set(range(5)) | {5 + u for u in range(n) if u not in held})
+    for part, fold in ((s.valid, s.extra["valid_fold_in"]), (s.test, s.extra["test_fold_in"])):
+        for u in set(part.user.tolist()):
+            target, given = part.item[part.user == u], fold.item[fold.user == u]
+            # their personal item is gone; of the 5 left, int(0.2 * 5) = 1 is evaluated, 4 folded in
+            assert sorted(target.tolist() + given.tolist()) == [0, 1, 2, 3, 4] and len(target) == 1

@@ -44,6 +44,9 @@ class Capabilities:
     onnx: bool = False
     side_features: bool = False
     embeddings: bool = False
+    #: scores a user from items given at scoring time (``_score_history``), so users it never
+    #: trained on can be folded in (strong generalization); per-user-embedding models cannot
+    fold_in: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "tasks", frozenset(Task(t) for t in self.tasks))
@@ -57,6 +60,7 @@ class Capabilities:
             "onnx": self.onnx,
             "side_features": self.side_features,
             "embeddings": self.embeddings,
+            "fold_in": self.fold_in,
         }
 
 
@@ -236,6 +240,13 @@ class Recommender:
     def _score(self, users: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError(f"{type(self).__name__} does not rank items")
 
+    def _score_history(self, users: torch.Tensor, indptr: np.ndarray, indices: np.ndarray) -> torch.Tensor:
+        """Scores of every item for ``users`` int64 [B] given each user's history at scoring time:
+        the CSR ``(indptr [n_users + 1], indices)`` of item ids (their training items and any given
+        as context, e.g. a held-out user's fold-in items). float32 [B, n_items]. Plugins that
+        declare ``fold_in`` implement it."""
+        raise NotImplementedError(f"{type(self).__name__} cannot fold in users from a history given at scoring time")
+
     def _predict(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         scores = self._score(users)
         return scores.gather(1, items.to(scores.device).view(-1, 1)).view(-1)
@@ -246,6 +257,16 @@ class Recommender:
         self._check_fitted()
         u = self._check_ids(users, self.n_users_, "user")
         return check_output(self._score(u.to(self.device)), (len(u), self.n_items_), type(self).__name__, "_score").float()
+
+    @torch.no_grad()
+    def score_history(self, users, indptr: np.ndarray, indices: np.ndarray) -> torch.Tensor:
+        """:meth:`score` from a history given at scoring time (see ``_score_history``)."""
+        self._check_fitted()
+        if not self.capabilities.fold_in:
+            raise NotImplementedError(f"{type(self).__name__} does not declare fold_in: it scores only users it trained on")
+        u = self._check_ids(users, self.n_users_, "user")
+        return check_output(self._score_history(u.to(self.device), indptr, indices), (len(u), self.n_items_),
+                            type(self).__name__, "_score_history").float()
 
     @torch.no_grad()
     def predict(self, users, items, batch_size: int = 65536) -> np.ndarray:
@@ -389,6 +410,18 @@ class Recommender:
 
     def _after_load(self) -> None:
         """Hook for subclasses (e.g. put networks in eval mode)."""
+
+
+def history_rows(users: torch.Tensor, indptr: np.ndarray, indices: np.ndarray, n_items: int):
+    """The histories of ``users`` [B] from the CSR ``(indptr, indices)``, as a scipy CSR
+    float32 ``[B, n_items]`` of ones (a repeated item counts once)."""
+    import scipy.sparse as sp
+
+    rows, cols = csr_rows(indptr, indices, users)
+    m = sp.csr_matrix((np.ones(len(rows), np.float32), (rows.numpy(), cols.numpy())), shape=(len(users), n_items))
+    m.sum_duplicates()
+    m.data[:] = 1.0
+    return m
 
 
 def check_output(out, shape: tuple[int, ...], owner: str, hook: str) -> torch.Tensor:

@@ -145,7 +145,7 @@ def _cmd_plugins(a) -> int:
             print(f"{r['name']:<18} {r['distribution']} {r['version']}  BROKEN: {r['error']}")
             continue
         c = r["capabilities"]
-        extras = [k for k in ("onnx", "side_features", "embeddings") if c[k]]
+        extras = [k for k in ("onnx", "side_features", "embeddings", "fold_in") if c.get(k)]
         print(f"{r['name']:<18} {r['distribution'] + ' ' + r['version']:<28} tasks={','.join(c['tasks']):<22} {' '.join(extras)}")
     return 0
 

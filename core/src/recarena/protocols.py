@@ -112,6 +112,11 @@ class Prepared:
             with warnings.catch_warnings():
                 warnings.simplefilter("always")
                 return SampledRankingEvaluator(target, self.negatives, metrics)
+        if p["split"]["method"] == "user_holdout":
+            # strong generalization: held-out users are scored from their fold-in items, which
+            # are context (never trained on) and masked like training items
+            exclude = [s.train, s.extra[f"{part}_fold_in"]]
+            return RankingEvaluator(target, exclude, metrics, item_popularity=s.train.item_counts(), fold_in=True)
         exclude = [s.train] if part == "valid" else [s.train] + ([s.valid] if s.valid is not None else [])
         return RankingEvaluator(target, exclude, metrics, item_popularity=s.train.item_counts())
 
@@ -140,7 +145,8 @@ def prepare(protocol: dict[str, Any], dataset: str | None = None, data_dir=None,
     elif method == "global_temporal":
         s = splits.global_temporal(data, sp.pop("ratios", (0.8, 0.1, 0.1)))
     elif method == "user_holdout":
-        s = splits.user_holdout(data, int(sp.pop("n_valid_users")), int(sp.pop("n_test_users")), sp.pop("fold_in", 0.8), seed=split_seed)
+        s = splits.user_holdout(data, int(sp.pop("n_valid_users")), int(sp.pop("n_test_users")), sp.pop("fold_in", 0.8),
+                                seed=split_seed, drop_unseen_items=bool(sp.pop("drop_unseen_items", False)))
     elif method == "predefined":
         s = _predefined(data, ds, data_dir, sp.pop("train"), sp.pop("test"))
     elif method == "ncf_files":

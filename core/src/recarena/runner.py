@@ -127,6 +127,12 @@ def train(
             )
 
     check_task(cls.capabilities, "")
+    if proto["split"]["method"] == "user_holdout" and not cls.capabilities.fold_in:
+        raise RecArenaError(
+            f"Protocol {proto['name']!r} holds users out of training and scores them from their fold-in items; "
+            f"model {model!r} cannot fold in a user it did not train on (it learns per-user parameters). "
+            "Models that can declare Capabilities(fold_in=True) and implement _score_history."
+        )
     ds = dataset or proto["dataset"]
     cfg = resolve(cls, model, proto, ds, seed, Path(experiment) if experiment else None, sets,
                   dataset_explicit=dataset is not None)

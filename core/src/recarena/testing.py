@@ -518,6 +518,20 @@ def check_export_leaves_model(model: Recommender):
         assert m.network_.training == training
 
 
+def check_fold_in_matches_training(model: Recommender):
+    """A model that folds users in scores a user given their own training items as history
+    exactly as it scores them from training."""
+    m = _fit(model, "implicit")
+    users = _users(m)
+    try:
+        folded = m.score_history(users, m.seen_indptr_, m.seen_indices_).cpu().numpy()
+    except NotImplementedError as e:
+        raise AssertionError(f"{_name(m)} declares fold_in but {e}: implement _score_history(users, indptr, "
+                             "indices) -> float32 [B, n_items]") from None
+    np.testing.assert_allclose(folded, m.score(users).cpu().numpy(), rtol=1e-5, atol=1e-5,
+                               err_msg=f"{_name(m)}: folding in a user's training items differs from their training scores")
+
+
 def checks_for(model: Recommender) -> list[Callable]:
     caps = model.capabilities
     checks = [check_init_stores_params, check_defaults_construct, check_parameters_declared,
@@ -532,6 +546,8 @@ def checks_for(model: Recommender) -> list[Callable]:
     if caps.supports(Task.RANKING) or caps.supports(Task.SEQUENTIAL):
         checks += [check_ranker_implements_score, check_ranker_checkerboard, check_k_larger_than_catalogue,
                    check_exclude_seen]
+    if caps.fold_in:
+        checks.append(check_fold_in_matches_training)
     if caps.embeddings:
         checks.append(check_embeddings_shapes)
     if caps.onnx:

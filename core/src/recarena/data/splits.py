@@ -141,11 +141,14 @@ def global_temporal(data: Interactions, ratios=(0.8, 0.1, 0.1)) -> Split:
 
 
 def user_holdout(
-    data: Interactions, n_valid_users: int, n_test_users: int, fold_in: float = 0.8, seed: int = 0
+    data: Interactions, n_valid_users: int, n_test_users: int, fold_in: float = 0.8, seed: int = 0,
+    drop_unseen_items: bool = False,
 ) -> Split:
     """Strong generalization: held-out users never appear in train. For each held-out user,
-    ``fold_in`` of their rows go to ``extra['valid_fold_in'|'test_fold_in']`` (given to the
-    model at inference) and the rest are the targets."""
+    ``fold_in`` of their rows (chosen at random) go to ``extra['valid_fold_in'|'test_fold_in']``
+    (given to the model at scoring time, never trained on) and the rest, ``n - ceil(fold_in n)``
+    rows (int(0.2 n) for 0.8), are the targets. ``drop_unseen_items``: held-out users' rows of
+    items no training user has are dropped first (as the Mult-VAE code does)."""
     rng = np.random.default_rng(seed)
     users = np.unique(data.user)
     if n_valid_users + n_test_users >= len(users):
@@ -156,6 +159,10 @@ def user_holdout(
     role = np.zeros(data.n_users, np.int64)
     role[perm[:n_valid_users]] = 1
     role[perm[n_valid_users : n_valid_users + n_test_users]] = 2
+    if drop_unseen_items:
+        seen = np.zeros(data.n_items, bool)
+        seen[data.item[role[data.user] == 0]] = True
+        data = data.take(np.flatnonzero(seen[data.item]))
     idx = _group_order(data, rng, False)
     pos, size = _within_rank(data.user[idx])
     r = role[data.user[idx]]

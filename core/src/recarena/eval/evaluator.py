@@ -76,6 +76,7 @@ class RankingEvaluator:
         metrics: Sequence[str] = ("recall@10", "ndcg@10", "mrr@10", "hit@10", "precision@10", "map@10"),
         memory_budget: int = 256 << 20,
         item_popularity: np.ndarray | None = None,
+        fold_in: bool = False,
     ):
         self.metrics = [m.lower() for m in metrics]
         self.parsed = [parse_metric(m) for m in self.metrics]
@@ -90,6 +91,9 @@ class RankingEvaluator:
         self.users = np.flatnonzero(n_rel > 0).astype(np.int64)
         self.n_rel = torch.from_numpy(n_rel[self.users])
         self.memory_budget = memory_budget
+        # fold_in: the model scores each user from the excluded items as their history (the
+        # context given at scoring time: a held-out user's fold-in items), not from training alone
+        self.fold_in = fold_in
         self.chunk = max(1, memory_budget // (4 * max(1, self.n_items)))
         self.popularity = (
             item_popularity
@@ -123,7 +127,7 @@ class RankingEvaluator:
         rec_counts = torch.zeros(self.n_items, dtype=torch.int64, device=device)
         need_beyond = any(b in BEYOND_ACCURACY for b, _ in self.parsed)
         for uc, xr, xc, tr, tc, n_rel in self._chunks:
-            scores = model._score(uc.to(device)).float()
+            scores = self._scores(model, uc)
             if len(xr):
                 scores.index_put_((xr.to(device), xc.to(device)), torch.tensor(-torch.inf, device=device))
             top_s, top_i = torch.topk(scores, self.max_k, dim=1, sorted=True)
@@ -155,11 +159,16 @@ class RankingEvaluator:
     def _counts_at(self, model, k):
         counts = np.zeros(self.n_items, np.int64)
         for uc, xr, xc, *_ in self._chunks:
-            scores = model._score(uc.to(model.device)).float()
+            scores = self._scores(model, uc)
             if len(xr):
                 scores[xr.to(scores.device), xc.to(scores.device)] = -torch.inf
             counts += np.bincount(torch.topk(scores, k, 1).indices.cpu().numpy().ravel(), minlength=self.n_items)
         return counts
+
+    def _scores(self, model: Recommender, users: torch.Tensor) -> torch.Tensor:
+        if self.fold_in:
+            return model._score_history(users.to(model.device), self.x_indptr, self.x_indices).float()
+        return model._score(users.to(model.device)).float()
 
     def _beyond(self, base: str, counts: np.ndarray) -> float:
         if base == "coverage":

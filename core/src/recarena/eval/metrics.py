@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-RANKING_METRICS = ("recall", "ndcg", "mrr", "hit", "precision", "map")
+RANKING_METRICS = ("recall", "ndcg", "mrr", "hit", "precision", "map", "recall_norm")
 
 
 def ranking_metrics_from_hits(
@@ -29,6 +29,10 @@ def ranking_metrics_from_hits(
         out["precision"] = n_hit / k
     if "recall" in names:
         out["recall"] = n_hit / n_rel
+    if "recall_norm" in names:
+        # the Mult-VAE paper's Recall@k: hits / min(k, |relevant|), so a user with more relevant
+        # items than k can reach 1 (RecBole's Recall@k divides by |relevant|: another figure)
+        out["recall_norm"] = n_hit / torch.clamp(n_rel, max=k)
     if "mrr" in names:
         first = torch.where(h > 0, ranks, torch.full_like(h, torch.inf)).min(1).values
         out["mrr"] = torch.where(torch.isinf(first), 0.0, 1.0 / first)

@@ -7,13 +7,14 @@ import numpy as np
 import torch
 
 from recarena import Capabilities, Recommender, Task
+from recarena.base import history_rows
 from recarena.params import Interval, Options
 
 
 class EASE(Recommender):
     """``reg``: the L2 weight lambda (RecBole's ml-1m benchmark uses 1000)."""
 
-    capabilities = Capabilities(tasks={Task.RANKING}, embeddings=True, onnx=True)
+    capabilities = Capabilities(tasks={Task.RANKING}, embeddings=True, onnx=True, fold_in=True)
     _parameter_constraints = {"reg": [Interval(float, 0, None)], "dtype": [Options("float64", "float32")]}
 
     def __init__(self, reg: float = 1000.0, dtype: str = "float64"):
@@ -35,7 +36,16 @@ class EASE(Recommender):
 
     def _score(self, users: torch.Tensor) -> torch.Tensor:
         """users: int64 [B] -> scores float32 [B, n_items]: each user's history row times B."""
-        rows = self.X_[users.cpu().numpy()]
+        return self._score_rows(self.X_[users.cpu().numpy()])
+
+    def _score_history(self, users, indptr, indices):
+        """A user's scores are their history row times B, whatever the history: a held-out user
+        is folded in from the items given at scoring time."""
+        return self._score_rows(history_rows(users, indptr, indices, self.n_items_))
+
+    def _score_rows(self, rows) -> torch.Tensor:
+        """rows: scipy CSR float32 [B, n_items] of histories -> float32 [B, n_items]."""
+        users = range(rows.shape[0])
         if len(users) > 16:  # evaluation batches: one dense GEMM
             return torch.from_numpy(rows.toarray()) @ self.B_
         # a few users (serving): sum only the weight rows of their items, as the ONNX graph

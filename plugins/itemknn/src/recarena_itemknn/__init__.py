@@ -9,11 +9,12 @@ import scipy.sparse as sp
 import torch
 
 from recarena import Capabilities, Recommender, Task
+from recarena.base import history_rows
 from recarena.params import Interval
 
 
 class ItemKNN(Recommender):
-    capabilities = Capabilities(tasks={Task.RANKING})
+    capabilities = Capabilities(tasks={Task.RANKING}, fold_in=True)
     _parameter_constraints = {"k": [Interval(int, 1, None)], "shrink": [Interval(float, 0, None)],
                               "block": [Interval(int, 1, None)]}
 
@@ -49,5 +50,12 @@ class ItemKNN(Recommender):
         self.X_ = X.astype(np.float32)
 
     def _score(self, users: torch.Tensor) -> torch.Tensor:
-        rows = self.X_[users.cpu().numpy()]
+        return self._score_rows(self.X_[users.cpu().numpy()])
+
+    def _score_history(self, users, indptr, indices):
+        # item-based: a user unseen in training is scored from the items given at scoring time
+        return self._score_rows(history_rows(users, indptr, indices, self.n_items_))
+
+    def _score_rows(self, rows) -> torch.Tensor:
+        """rows: scipy CSR [B, n_items] of histories -> float32 [B, n_items]."""
         return torch.from_numpy(np.asarray((rows @ self.W_).todense(), dtype=np.float32))

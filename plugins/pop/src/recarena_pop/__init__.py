@@ -14,7 +14,7 @@ class Pop(Recommender):
     Not personalized; ties are broken by the lower item id.
     """
 
-    capabilities = Capabilities(tasks={Task.RANKING})
+    capabilities = Capabilities(tasks={Task.RANKING}, fold_in=True)
 
     def __init__(self):
         pass
@@ -28,3 +28,6 @@ class Pop(Recommender):
 
     def _score(self, users: torch.Tensor) -> torch.Tensor:
         return self.popularity_.unsqueeze(0).expand(len(users), -1).clone()
+
+    def _score_history(self, users, indptr, indices):
+        return self._score(users)  # the same list for everyone, whatever they have seen
