@@ -102,7 +102,7 @@ def test_a_failing_probe_leaves_the_previous_version_serving(fitted, bundles, ss
     svc = serving.Service(ssdb, "ep")
     assert svc.routing()["entries"] == first["entries"]
     assert svc.recommend(raw_users(fitted["bpr"])[1], 5) == before
-    versions = {k.decode().split(":")[2] for k in _keys(wire, "recarena:ep:*")} - {"routing"}
+    versions = {k.decode().split(":")[2] for k in _keys(wire, "recarena:ep:*")} - {"routing", "versions"}
     assert versions == {first["entries"][0]["version"]}, "the refused version's keys were not cleaned up"
 
 
@@ -182,3 +182,33 @@ def test_k_beyond_the_export_is_a_clear_error(fitted, bundles, ssdb):
 def test_nothing_deployed(ssdb):
     with pytest.raises(RecArenaError, match="Nothing is deployed on endpoint 'nope'"):
         serving.Service(ssdb, "nope").recommend(1)
+
+
+def test_twenty_deploys_leave_the_key_count_flat_and_rollback_restores_the_previous_answers(fitted, bundles, ssdb, wire):
+    """Superseded versions are deleted (the routing and the previous routing are kept), probe
+    keys are removed, and rollback switches back in one write."""
+    counts = []
+    for k in range(20):
+        serving.deploy([bundles["ease" if k % 2 == 0 else "bpr"]], ssdb, name="gc", progress=False)
+        counts.append(wire.dbsize())
+    assert counts[-1] == counts[1], counts  # ease and bpr versions alternate: 2nd deploy onwards, flat
+    assert not wire.keys("recarena:probe:*")
+    versions = {k.decode().split(":")[2] for k in wire.keys("recarena:gc:*:meta")}
+    assert len(versions) == 2  # the serving bpr version and the previous (ease) one
+    svc = serving.Service(ssdb, "gc")
+    user = raw_users(fitted["bpr"])[0]
+    assert svc.recommend(user, 5)["model"] == "bpr"
+    serving.rollback(ssdb, "gc")
+    got = svc.recommend(user, 5)
+    want_items, _ = fitted["ease"].recommend_raw([user], 5)
+    assert got["model"] == "ease" and [it["item"] for it in got["items"]] == [i.item() if hasattr(i, "item") else i for i in want_items[0]]
+    serving.rollback(ssdb, "gc")  # a second rollback undoes the first
+    assert svc.recommend(user, 5)["model"] == "bpr"
+    svc.close()
+    assert not wire.keys("recarena:tmp:*")
+
+
+def test_rollback_without_a_previous_routing_is_a_clear_error(bundles, ssdb):
+    serving.deploy([bundles["pop"]], ssdb, name="once", progress=False)
+    with pytest.raises(RecArenaError, match="no previous routing table"):
+        serving.rollback(ssdb, "once")

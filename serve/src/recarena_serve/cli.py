@@ -23,6 +23,9 @@ def main(argv: list[str]) -> int:
     d.add_argument("--name", default="default", help="serving endpoint")
     d.add_argument("--split", help="A/B traffic split between the bundles: NAME=WEIGHT,...")
     d.add_argument("--no-progress", action="store_true")
+    rb = sub.add_parser("rollback", help="restore the endpoint's previous routing table (one write)")
+    rb.add_argument("--ssdb")
+    rb.add_argument("--name", default="default")
     r = sub.add_parser("recommend", help="top-k for a raw user id, computed in the database")
     r.add_argument("user")
     r.add_argument("-k", type=int, default=10)
@@ -55,9 +58,18 @@ def main(argv: list[str]) -> int:
         for e in routing["entries"]:
             print(f"endpoint {a.name!r} now serves {e['model']} (run {e['run_id']}, version {e['version']}, weight {e['weight']:g})")
         return 0
+    if a.cmd == "rollback":
+        routing = serving.rollback(a.ssdb, a.name)
+        for e in routing["entries"]:
+            print(f"endpoint {a.name!r} rolled back to {e['model']} (run {e['run_id']}, version {e['version']}, weight {e['weight']:g})")
+        return 0
     if a.cmd == "recommend":
         user = int(a.user) if a.user.lstrip("-").isdigit() else a.user
-        out = serving.Service(a.ssdb, a.name).recommend(user, a.k)
+        svc = serving.Service(a.ssdb, a.name)
+        try:
+            out = svc.recommend(user, a.k)
+        finally:
+            svc.close()  # a one-shot client leaves no scratch keys behind
         if a.json:
             print(json.dumps(out))
             return 0

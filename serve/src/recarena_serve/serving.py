@@ -6,7 +6,10 @@ Key layout (all under ``recarena:<name>:``, where ``name`` is the serving endpoi
   run_id, version, prefix, weight}, ...]}``. It is the only key a deploy changes in place,
   and it is written last, in one command: the switch is atomic and a deploy that fails or
   dies before it leaves the previous version serving. ``routing:previous`` keeps the one
-  before (for rollback).
+  before, which ``rollback`` restores in one write.
+- ``versions``: the registry of this endpoint's versions (JSON ``[{prefix, n_users}]``),
+  written before a version's keys are, so nothing loaded is ever unknown. After each switch
+  every version that neither the routing table nor the previous one names is deleted.
 - ``<version>:`` one deployment (the version is unique per deploy): ``recommend`` /
   ``predict`` (ONNX models), ``seen:<uid>`` (int64 [1, S], the user's training items, padded
   with -1, fed to the recommend graph as ``exclude``), ``user:<uid>`` (int64 [1], the graph's
@@ -66,6 +69,73 @@ def _get_json(c, key: str):
 
 def routing_key(name: str) -> str:
     return f"{PREFIX}:{name}:routing"
+
+
+def versions_key(name: str) -> str:
+    return f"{PREFIX}:{name}:versions"
+
+
+#: the scratch keys a model run writes under its ``tmp`` prefix
+SCRATCH = ("user", "items", "scores", "u", "i", "score")
+
+
+def drop_scratch(c, tmp: str) -> None:
+    """Delete the scratch keys runs under ``tmp`` wrote (probes, a closing client)."""
+    for s in SCRATCH:
+        if c.key_exists(f"{tmp}:{s}"):
+            c.delete_tensor(f"{tmp}:{s}")
+
+
+def _routing_or_none(c, key: str) -> dict | None:
+    return _get_json(c, key) if c.tensor_exists(key) else None
+
+
+def _registry(c, name: str) -> list[dict]:
+    """The endpoint's known versions; for a database deployed before the registry existed,
+    the versions its routing tables name."""
+    if c.tensor_exists(versions_key(name)):
+        return _get_json(c, versions_key(name))
+    out: list[dict] = []
+    for key in (routing_key(name), routing_key(name) + ":previous"):
+        for e in (_routing_or_none(c, key) or {}).get("entries", []):
+            meta = _routing_or_none(c, f"{e['prefix']}:meta") or {}
+            if all(v["prefix"] != e["prefix"] for v in out):
+                out.append({"prefix": e["prefix"], "n_users": len(meta.get("users", []))})
+    return out
+
+
+def collect_garbage(c, name: str) -> list[str]:
+    """Delete every version of endpoint ``name`` that neither the routing table nor the
+    previous one names (what a rollback could need); returns the prefixes deleted."""
+    keep = set()
+    for key in (routing_key(name), routing_key(name) + ":previous"):
+        keep |= {e["prefix"] for e in (_routing_or_none(c, key) or {}).get("entries", [])}
+    versions = _registry(c, name)
+    gone = [v for v in versions if v["prefix"] not in keep]
+    for v in gone:
+        _delete_version(c, v["prefix"], v["n_users"])
+    _put_json(c, versions_key(name), [v for v in versions if v["prefix"] in keep])
+    return [v["prefix"] for v in gone]
+
+
+def rollback(ssdb: str | None = None, name: str = "default") -> dict:
+    """Restore the routing table before the last switch (whatever made it: a deploy or a split
+    change) in one write; the table it replaces becomes the previous one, so a second rollback
+    undoes the first."""
+    c = _client(ssdb)
+    key, prev_key = routing_key(name), routing_key(name) + ":previous"
+    previous = _routing_or_none(c, prev_key)
+    if previous is None:
+        raise RecArenaError(f"Endpoint {name!r} has no previous routing table to roll back to.")
+    missing = [e["prefix"] for e in previous["entries"] if not c.tensor_exists(f"{e['prefix']}:meta")]
+    if missing:
+        raise RecArenaError(f"Cannot roll back endpoint {name!r}: its previous versions {missing} are gone.")
+    current = _routing_or_none(c, key)
+    restored = {**previous, "switched_at": time.time()}
+    _put_json(c, key, restored)  # the switch: one write
+    if current is not None:
+        _put_json(c, prev_key, current)
+    return restored
 
 
 def parse_split(spec: str | None) -> dict[str, float]:
@@ -165,7 +235,9 @@ def _probe(c, b: Bundle, prefix: str, meta: dict, tolerance: float = 1e-4) -> st
     if "recommend" in b.probe:
         want_i, want_s = np.asarray(b.probe["recommend"]["items"]), np.asarray(b.probe["recommend"]["scores"], np.float32)
         for row, u in enumerate(users):
-            items, scores = svc.run_recommend(c, u, f"{PREFIX}:probe:{uuid.uuid4().hex[:8]}")
+            tmp = f"{PREFIX}:probe:{uuid.uuid4().hex[:8]}"
+            items, scores = svc.run_recommend(c, u, tmp)
+            drop_scratch(c, tmp)
             n = min(len(items), want_i.shape[1])
             finite = np.isfinite(want_s[row, :n])
             if not np.array_equal(items[:n][finite], want_i[row, :n][finite]):
@@ -173,7 +245,9 @@ def _probe(c, b: Bundle, prefix: str, meta: dict, tolerance: float = 1e-4) -> st
             if finite.any() and np.abs(scores[:n][finite] - want_s[row, :n][finite]).max() > tolerance:
                 return f"user {u}: scores differ by {np.abs(scores[:n][finite] - want_s[row, :n][finite]).max():.3g}"
     if "predict" in b.probe:
-        got = svc.run_predict(c, np.asarray(users), np.asarray(b.probe["predict"]["items"]), f"{PREFIX}:probe:{uuid.uuid4().hex[:8]}")
+        tmp = f"{PREFIX}:probe:{uuid.uuid4().hex[:8]}"
+        got = svc.run_predict(c, np.asarray(users), np.asarray(b.probe["predict"]["items"]), tmp)
+        drop_scratch(c, tmp)
         diff = np.abs(got - np.asarray(b.probe["predict"]["scores"], np.float32)).max()
         if diff > tolerance:
             return f"predictions differ from the plugin's by {diff:.3g}"
@@ -199,9 +273,13 @@ def deploy(bundles: list, ssdb: str | None = None, name: str = "default", split:
     c = _client(ssdb)
     stamp = time.strftime("%Y%m%d%H%M%S") + f"-{uuid.uuid4().hex[:6]}"
     entries, written = [], []
+    # registered before any key is written: a deploy killed mid-load leaves nothing unknown,
+    # and the next deploy's garbage collection removes it
+    prefixes = [f"{PREFIX}:{name}:{stamp}-{label}" for label in labels]
+    _put_json(c, versions_key(name), _registry(c, name) + [
+        {"prefix": p, "n_users": b.manifest["n_users"]} for p, b in zip(prefixes, bs)])
     try:
-        for b, label in zip(bs, labels):
-            prefix = f"{PREFIX}:{name}:{stamp}-{label}"
+        for b, label, prefix in zip(bs, labels, prefixes):
             written.append((b, prefix))
             meta = _load_version(c, b, prefix, progress)
             problem = _probe(c, b, prefix, meta)
@@ -219,12 +297,13 @@ def deploy(bundles: list, ssdb: str | None = None, name: str = "default", split:
             c.copy_tensor(key, key + ":previous")
         routing = {"name": name, "entries": entries, "switched_at": time.time()}
         _put_json(c, key, routing)  # the switch: one write
-        return routing
     except BaseException:
         # the routing table was not switched (that is the last step): drop what was written
         for b, prefix in written:
             _delete_version(c, prefix, b.manifest["n_users"])
         raise
+    collect_garbage(c, name)  # after the switch: a failure here costs keys, never service
+    return routing
 
 
 def _delete_version(c, prefix: str, n_users: int) -> None:
@@ -285,6 +364,10 @@ class Service:
         self.name = name
         self.tmp = f"{PREFIX}:tmp:{uuid.uuid4().hex[:12]}"  # per-client scratch keys, reused
         self._versions: dict[str, _Version] = {}
+
+    def close(self) -> None:
+        """Delete this client's scratch keys (a long-lived client keeps reusing them)."""
+        drop_scratch(self.c, self.tmp)
 
     def routing(self) -> dict:
         key = routing_key(self.name)
