@@ -317,3 +317,20 @@ def test_tpe_pruner_stops_runs_from_their_epoch_reports(env, tmp_path):
     s = json.loads(run_sweep(env, path).stdout)
     assert s["counts"] == {"failed": 2}
     assert all(f["error"].startswith("pruned by the TPE study's pruner at epoch 0") for f in s["failed"])
+
+
+def test_a_sweeps_report_includes_the_runs_it_reused(env, tmp_path):
+    from recarena_viz.report import collect
+
+    first = sweep_file(tmp_path, """
+        name: first
+        seeds: [0, 1]
+        runs:
+          - {model: pop, protocols: [synthetic-rank], dataset: synthetic-4000}
+    """)
+    assert json.loads(run_sweep(env, first).stdout)["counts"] == {"ok": 2}
+    second = tmp_path / "sweeps" / "second.yaml"
+    second.write_text(first.read_text().replace("name: first", "name: second").replace("[0, 1]", "[0, 1, 2]"))
+    assert json.loads(run_sweep(env, second).stdout)["counts"] == {"skipped": 2, "ok": 1}
+    (sec,) = collect(ResultsStore(), "second")["sections"]
+    assert sorted(r["seed"] for r in sec["runs"]) == [0, 1, 2] and sec["board"]["rows"][0]["n"] == 3

@@ -42,6 +42,8 @@ CREATE TABLE IF NOT EXISTS runs (
     data_checksums_json TEXT         -- sha256 of the data files the run read
 );
 CREATE INDEX IF NOT EXISTS runs_protocol ON runs(protocol, model, status);
+-- runs a sweep counted as done without running them (recorded earlier, by another sweep or none)
+CREATE TABLE IF NOT EXISTS sweep_members (sweep TEXT NOT NULL, run_id TEXT NOT NULL, PRIMARY KEY (sweep, run_id));
 CREATE INDEX IF NOT EXISTS runs_hash ON runs(run_hash);
 """
 
@@ -89,10 +91,13 @@ class ResultsStore:
 
     def runs(self, protocol: str | None = None, status: str | None = "ok", model: str | None = None, sweep: str | None = None) -> list[dict[str, Any]]:
         q, args = "SELECT * FROM runs WHERE 1=1", []
-        for col, val in (("protocol", protocol), ("status", status), ("model", model), ("sweep", sweep)):
+        for col, val in (("protocol", protocol), ("status", status), ("model", model)):
             if val is not None:
                 q += f" AND {col} = ?"
                 args.append(val)
+        if sweep is not None:  # its own runs and those it reused
+            q += " AND (sweep = ? OR run_id IN (SELECT run_id FROM sweep_members WHERE sweep = ?))"
+            args += [sweep, sweep]
         q += " ORDER BY finished_at"
         con = self._connect()
         try:
@@ -104,6 +109,18 @@ class ResultsStore:
                 v = r.pop(f"{c}_json", None)
                 r[c] = json.loads(v) if v else None
         return rows
+
+    def add_to_sweep(self, sweep: str, run_ids: list[str]) -> None:
+        """Count already-recorded runs as part of ``sweep`` (it reused them instead of running)."""
+        if not run_ids:
+            return
+        con = self._connect()
+        try:
+            with con:
+                con.executemany("INSERT OR IGNORE INTO sweep_members (sweep, run_id) VALUES (?, ?)",
+                                [(sweep, r) for r in run_ids])
+        finally:
+            con.close()
 
     def get(self, run_id: str) -> dict[str, Any] | None:
         con = self._connect()

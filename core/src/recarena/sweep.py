@@ -139,6 +139,7 @@ class Run:
     seconds: float = 0.0
     metric: float | None = None
     peak_mb: float = 0.0
+    reused: str = ""  # the recorded run a skipped run stands for
 
     @property
     def label(self) -> str:
@@ -328,10 +329,12 @@ class Sweep:
         """Expands the sweep and marks runs already recorded (by run_hash)."""
         self.runs = expand(self.doc)
         recorded: dict[str, str] = {}
+        recorded_id: dict[str, str] = {}
         for r in store.runs(status=None):
             for h in _hashes_of(r):
                 if r["status"] == "ok" or h not in recorded:
                     recorded[h] = r["status"]
+                    recorded_id[h] = r["run_id"]
         self._study = {}
         for run in self.runs:
             if run.tpe is not None:
@@ -340,6 +343,7 @@ class Sweep:
             st = recorded.get(run.run_hash)
             if st == "ok" or (st == "failed" and not self.retry_failed):
                 run.status = "skipped" if st == "ok" else "skipped-failed"
+                run.reused = recorded_id[run.run_hash]
         self._tpe_setup(store)
         return self.runs
 
@@ -421,6 +425,8 @@ class Sweep:
     def execute(self, store) -> dict:
         if not self.runs:
             self.plan(store)
+        # the runs recorded earlier that this sweep counts as done are part of it (its report)
+        store.add_to_sweep(self.name, [r.reused for r in self.runs if r.status == "skipped" and r.reused])
         pending = [r for r in self.runs if r.status == "pending"]
         deadline = time.time() + self.max_hours * 3600 if self.max_hours else None
         gpus = self._gpus()
