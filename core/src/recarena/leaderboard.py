@@ -94,6 +94,21 @@ def _board(proto: dict, protocol_hash: str, dataset: str, runs: list[dict]) -> d
     }
 
 
+def _changed_params(row: dict) -> str:
+    """``k=v`` for each recorded parameter that differs from the plugin's default."""
+    from recarena import plugins
+
+    try:
+        defaults = plugins.get(row["model"]).default_params()
+    except Exception:  # a plugin no longer installed: show everything recorded
+        defaults = {}
+
+    def same(a, b):
+        return list(a) == list(b) if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) else a == b
+
+    return ", ".join(f"{k}={v}" for k, v in (row.get("params") or {}).items() if k not in defaults or not same(defaults[k], v))
+
+
 def render(board: dict[str, Any], fmt: str = "table") -> str:
     metrics = [m.lower() for m in board["metrics"]]
     if fmt == "json":
@@ -123,6 +138,12 @@ def render(board: dict[str, Any], fmt: str = "table") -> str:
         w.writerows(body)
         return buf.getvalue()
     if fmt == "md":
+        # the parameters that differ from the plugin's defaults say which configuration won
+        header = header + ["params"]
+        for cells, r in zip(body, board["rows"]):
+            cells.append(_changed_params(r))
+        for cells in body[len(board["rows"]):]:
+            cells.append("")
         other = "" if board.get("current", True) else f", other protocol content {board['protocol_hash']}: not comparable"
         lines = [f"### {board['protocol']} on {board.get('dataset', '?')} (sorted by {board['select']}{other})", "",
                  "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
