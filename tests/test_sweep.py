@@ -334,3 +334,28 @@ def test_a_sweeps_report_includes_the_runs_it_reused(env, tmp_path):
     assert json.loads(run_sweep(env, second).stdout)["counts"] == {"skipped": 2, "ok": 1}
     (sec,) = collect(ResultsStore(), "second")["sections"]
     assert sorted(r["seed"] for r in sec["runs"]) == [0, 1, 2] and sec["board"]["rows"][0]["n"] == 3
+
+
+def test_a_sweep_ranks_lower_is_better_metrics_as_the_evaluator_does(tmp_path, monkeypatch):
+    """gini@10 (like rmse) is lower-is-better for the evaluator, and so for the sweep's best."""
+    from recarena.sweep import Run, Sweep
+
+    (tmp_path / "protocols").mkdir()
+    (tmp_path / "protocols" / "diverse.yaml").write_text(
+        "name: diverse\ndataset: any\ntask: ranking\nsplit: {method: ratio_by_user, ratios: [0.8, 0.1, 0.1]}\n"
+        "metrics: [GINI@10, ndcg@10]\nselect: GINI@10\n")
+    monkeypatch.setenv("RECARENA_CONFIGS", str(tmp_path))
+    sw = Sweep({"name": "d", "runs": []})
+    sw.runs = [Run(m, "diverse", "synthetic-2000", 0, [], {}, 0, 0, {}, status="ok", metric=v)
+               for m, v in (("pop", 0.95), ("ease", 0.60), ("bpr", 0.70))]
+    assert sw.best() == {"diverse": ("ease", 0.60, "gini@10")}
+
+
+def test_core_requires_the_lightning_that_has_weight_averaging():
+    from importlib.metadata import requires
+
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    (req,) = [Requirement(r) for r in requires("recarena") if Requirement(r).name == "lightning"]
+    assert not req.specifier.contains(Version("2.5.9")) and req.specifier.contains(Version("2.6.0"))
