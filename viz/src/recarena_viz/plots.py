@@ -23,22 +23,32 @@ def leaderboard_chart(board: dict, path: Path) -> Path:
     plt = _plt()
     sel = board["select"]
     rows = [r for r in board["rows"] if sel in r["metrics"]]
-    fig, ax = plt.subplots(figsize=(7, 0.45 * max(3, len(rows)) + 1.2))
+    n_anchors = sum((a.get("metrics") or {}).get(sel) is not None for a in board.get("anchors", []))
+    height = 0.45 * max(3, len(rows)) + 1.2 + 0.2 * n_anchors
+    fig, ax = plt.subplots(figsize=(7, height))
     names = [r["model"] for r in rows][::-1]
     means = [r["metrics"][sel]["mean"] for r in rows][::-1]
     stds = [r["metrics"][sel]["std"] for r in rows][::-1]
     ax.barh(names, means, xerr=stds, color="#4C72B0", capsize=3)
+    # anchors as lines named in a legend: labels written beside close lines would overprint
+    styles = ["--", ":", "-.", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1))]
+    colors = ["#C44E52", "#8172B2", "#CCB974", "#64B5CD", "#55A868"]
+    shown = 0
     for a in board.get("anchors", []):
         v = (a.get("metrics") or {}).get(sel)
         if v is not None:
-            ax.axvline(v, ls="--", lw=1, color="#C44E52")
-            ax.text(v, len(names) - 0.5, f" {a['model']}", rotation=90, va="top", fontsize=7, color="#C44E52")
+            ax.axvline(v, ls=styles[shown % len(styles)], lw=1.2, color=colors[shown % len(colors)],
+                       label=f"{a['model']} ({a.get('source', 'published')}): {v:.4f}")
+            shown += 1
+    if shown:
+        fig.legend(fontsize=7, loc="lower center", frameon=False)
     ax.set_xlabel(f"test {sel} ({'lower' if board['mode'] == 'min' else 'higher'} is better)")
-    ax.set_title(board["protocol"])
+    ax.set_title(board["protocol"] + (f" on {board['dataset']}" if board.get("dataset") else ""))
     lo = min(means + [(a.get("metrics") or {}).get(sel, np.inf) for a in board.get("anchors", [])], default=0)
     if board["mode"] == "min" and lo > 0:
         ax.set_xlim(left=lo * 0.9)
-    fig.tight_layout()
+    # room under the axes for the anchors' legend, one line each
+    fig.tight_layout(rect=(0, (0.2 * shown + 0.1) / height if shown else 0, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

@@ -178,7 +178,7 @@ def write(report: dict, out: str | Path) -> Path:
             h.append("</table>")
         md.append("")
     css = ("body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}"
-           "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right;white-space:nowrap}"
+           "table{border-collapse:collapse;margin:.5em 0;display:block;max-width:100%;overflow-x:auto}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right;white-space:nowrap}"
            "td:nth-child(2),th:nth-child(2){text-align:left}tr.anchor{color:#a33;font-style:italic}"
            "tr.failed td{background:#fee}figure{display:inline-block;margin:.5em}img{max-width:100%}"
            ".meta{color:#666}pre{text-align:left;white-space:pre-wrap;max-width:700px}")
