@@ -112,19 +112,10 @@ def _check_section(layer: dict, section: str, allowed: set[str], where: str):
             raise UnknownNameError(f"{section} key", k, allowed, where=where)
 
 
-def resolve(
-    model_cls,
-    model_name: str,
-    protocol: dict[str, Any],
-    dataset: str,
-    seed: int,
-    experiment: Path | None = None,
-    sets: list[str] | None = None,
-    dataset_explicit: bool = False,
-) -> dict[str, Any]:
+def resolve(*args, **kwargs) -> dict[str, Any]:
     """The run's configuration, every value checked against the plugin's declared
-    constraints before anything is loaded (see :func:`resolve_with_sources`)."""
-    return resolve_with_sources(model_cls, model_name, protocol, dataset, seed, experiment, sets, dataset_explicit)[0]
+    constraints before anything is loaded: ``resolve_with_sources(...)[0]``."""
+    return resolve_with_sources(*args, **kwargs)[0]
 
 
 def resolve_with_sources(
