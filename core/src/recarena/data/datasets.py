@@ -359,7 +359,13 @@ def checksums(name: str, data_dir=None) -> dict[str, str]:
     if name not in REGISTRY and Path(name).suffix in (".csv", ".tsv", ".parquet", ".pq"):
         files = [Path(name)]
     else:
-        files = sorted(f for f in dataset_dir(name, data_dir, download=False).iterdir() if f.is_file())
+        folder = dataset_dir(name, data_dir, download=False)
+        spec = get_spec(name)
+        # a folder several datasets share (S3-Rec's five sequences) is read for one of them:
+        # its own files only; otherwise every file, since loaders read more than they require
+        sharing = [sp for sp in REGISTRY.values() if folder.name in (sp.name, *sp.aliases)]
+        files = ([folder / f for f in spec.required] if len(sharing) > 1
+                 else sorted(f for f in folder.iterdir() if f.is_file()))
     out = {}
     for f in files:
         h = hashlib.sha256()
