@@ -153,3 +153,19 @@ def test_shared_data_loads_with_known_counts():
     assert len(datasets.load("amazon-musical-instruments-5core", SHARED)) == 10_261
     assert datasets.load("sasrec-video", SHARED).n_users > 1000
     assert datasets.load("s3rec-beauty", SHARED).n_users == 22_363
+
+
+def test_runs_record_the_checksums_of_the_files_they_read(tmp_path):
+    import hashlib
+
+    from recarena import runner
+    from recarena.data.datasets import checksums
+    from recarena.store import ResultsStore
+
+    f = tmp_path / "mine.csv"
+    f.write_text("user,item,rating\n" + "".join(f"{u},{i},{1 + (u * i) % 5}\n" for u in range(30) for i in range(12) if (u + i) % 3))
+    assert checksums(str(f)) == {"mine.csv": hashlib.sha256(f.read_bytes()).hexdigest()}
+    assert checksums("synthetic-2000") == {}
+    s = runner.train("pop", "synthetic-rank", dataset=str(f), progress=False, log=lambda *a, **k: None)
+    rec = ResultsStore().get(s["run_id"])
+    assert rec["data_checksums"] == checksums(str(f)) and rec["protocol_hash"] == rec["config"]["protocol_hash"]
