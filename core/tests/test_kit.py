@@ -181,3 +181,16 @@ def test_installed_distribution_with_its_entry_point_passes(installed):
 
 def test_a_module_outside_any_distribution_is_named():
     _fails(testing.check_entry_point, CoOccurrence(), "no installed distribution provides the module")
+
+
+def test_fitting_a_torch_plugin_without_the_training_fields_names_them():
+    from recarena.errors import RecArenaError
+
+    class Bare(_Dot):
+        negatives = False
+
+        def __init__(self, dim=8, epochs=2, batch_size=256, lr=0.01):
+            self.dim, self.epochs, self.batch_size, self.lr = dim, epochs, batch_size, lr
+
+    with pytest.raises(RecArenaError, match=r"lacks \['optimizer', 'weight_decay'\]: every torch plugin takes epochs"):
+        Bare().fit(testing._implicit_data()[0])

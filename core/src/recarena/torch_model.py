@@ -307,6 +307,15 @@ class TorchRecommender(Recommender):
         return table
 
     def _validate_params(self) -> None:
+        names = set(self._param_names())
+        need = [*TRAINING_PARAMS, *(NEGATIVE_PARAMS if self.negatives else ()),
+                *(("use_side",) if self.capabilities.side_features else ())]
+        missing = [n for n in need if n not in names]
+        if missing:
+            raise RecArenaError(
+                f"{type(self).__name__}.__init__ lacks {missing}: every torch plugin takes {', '.join(TRAINING_PARAMS)}"
+                + ("; one that declares negatives also n_neg and neg_sampling" if self.negatives else "")
+                + " (the base reads them by these names; see README, Writing a plugin).")
         super()._validate_params()
         spec = self.optimizer_table()[self.optimizer]
         if self.weight_decay and not spec.weight_decay:
