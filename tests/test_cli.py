@@ -117,14 +117,23 @@ def test_protocols_and_datasets_list():
     assert "ml-1m" in cli("datasets").stdout
 
 
+def inproc(capsys, *args):
+    """The CLI in this process (no interpreter start-up per call): (exit code, stdout, stderr)."""
+    from recarena.cli import main
+
+    rc = main(list(args))
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(args, rc, out.out, out.err)
+
+
 @pytest.mark.parametrize("model, setting, allowed", [
     ("bpr", "optimizer=nosuch", "Allowed: one of 'adam', 'adamw', 'lbfgs', 'rprop', 'sgd', 'sparse_adam'"),
     ("itemknn", "k=abc", "Allowed: an integer in [1, inf]"),
     ("bpr", "n_neg=-1", "Allowed: an integer in [1, inf]"),
 ])
-def test_bad_parameter_value_exits_2_before_reading_data(model, setting, allowed, tmp_path):
+def test_bad_parameter_value_exits_2_before_reading_data(model, setting, allowed, tmp_path, capsys):
     before = store_rows()
-    r = cli("train", model, "--protocol", "recbole-ml1m", "--data-dir", str(tmp_path / "does-not-exist"), "--set", setting)
+    r = inproc(capsys, "train", model, "--protocol", "recbole-ml1m", "--data-dir", str(tmp_path / "does-not-exist"), "--set", setting)
     assert r.returncode == 2, r.stderr
     name, _, value = setting.partition("=")
     msg = " ".join(r.stderr.split())
@@ -132,31 +141,31 @@ def test_bad_parameter_value_exits_2_before_reading_data(model, setting, allowed
     assert "Traceback" not in r.stderr and store_rows() == before
 
 
-def test_bad_value_in_a_config_file_names_the_file(tmp_path):
+def test_bad_value_in_a_config_file_names_the_file(tmp_path, capsys):
     exp = tmp_path / "exp.yaml"
     exp.write_text("params: {lr: -1e-3}\n")  # YAML 1.2 number: a float, refused by its range
-    r = cli("train", "bpr", "--protocol", "recbole-ml1m", "--config", str(exp), "--data-dir", str(tmp_path / "none"))
+    r = inproc(capsys, "train", "bpr", "--protocol", "recbole-ml1m", "--config", str(exp), "--data-dir", str(tmp_path / "none"))
     assert r.returncode == 2 and f"-0.001 (set in {exp})" in " ".join(r.stderr.split()), r.stderr
 
 
-def test_adamw_trains_and_scientific_notation_is_a_number():
-    r = cli("train", "biased-mf", "--protocol", "synthetic-rank", "--dataset", "synthetic-2000", *FAST,
+def test_adamw_trains_and_scientific_notation_is_a_number(capsys):
+    r = inproc(capsys, "train", "biased-mf", "--protocol", "synthetic-rank", "--dataset", "synthetic-2000", *FAST,
             "--set", "optimizer=adamw", "--set", "weight_decay=1e-4", "--set", "lr=5e-3", "--json")
     assert r.returncode == 0, r.stderr
     cfg = json.loads(r.stdout.strip().splitlines()[-1])
     assert cfg["metrics"]["ndcg@10"] > 0
 
 
-def test_sweep_dry_run_checks_every_value(tmp_path):
+def test_sweep_dry_run_checks_every_value(tmp_path, capsys):
     sweep = tmp_path / "bad.yaml"
     sweep.write_text("name: bad\nseeds: [0]\nruns:\n  - {model: bpr, protocols: [synthetic-rank], sets: [n_neg=0]}\n")
-    r = cli("sweep", str(sweep), "--dry-run")
+    r = inproc(capsys, "sweep", str(sweep), "--dry-run")
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert "parameter 'n_neg' of bpr: 0" in " ".join(r.stderr.split())
 
 
-def test_config_prints_each_value_with_its_layer():
-    r = cli("config", "ncf", "--protocol", "recbole-ml1m", "--set", "dim_gmf=16", "--json")
+def test_config_prints_each_value_with_its_layer(capsys):
+    r = inproc(capsys, "config", "ncf", "--protocol", "recbole-ml1m", "--set", "dim_gmf=16", "--json")
     assert r.returncode == 0, r.stderr
     rows = {x["key"]: (x["value"], x["from"]) for x in json.loads(r.stdout)}
     assert rows["dim_gmf"] == (16, "--set")
@@ -172,15 +181,15 @@ def test_config_prints_each_value_with_its_layer():
     ("dataset: synthetic-3000", ["--protocol", "synthetic-rank", "--dataset", "synthetic-2000"],
      "names dataset 'synthetic-3000' but the command line says 'synthetic-2000'"),
 ])
-def test_a_config_file_disagreeing_with_the_command_line_is_an_error(line, flags, needle, tmp_path):
+def test_a_config_file_disagreeing_with_the_command_line_is_an_error(line, flags, needle, tmp_path, capsys):
     exp = tmp_path / "exp.yaml"
     exp.write_text(line + "\n")
-    r = cli("train", "pop", *flags, "--config", str(exp))
+    r = inproc(capsys, "train", "pop", *flags, "--config", str(exp))
     assert r.returncode == 2 and needle in " ".join(r.stderr.split()), r.stderr
     assert store_rows() == 0
 
 
-def test_leaderboard_names_protocols_it_no_longer_knows_without_failing():
+def test_leaderboard_names_protocols_it_no_longer_knows_without_failing(capsys):
     from recarena.store import ResultsStore
 
     s = ResultsStore()
@@ -188,12 +197,12 @@ def test_leaderboard_names_protocols_it_no_longer_knows_without_failing():
         s.record({"run_id": rid, "model": "pop", "dataset": "synthetic-2000", "protocol": proto, "seed": 0,
                   "status": "ok", "config": {}, "config_hash": "h", "run_hash": rid, "fit_seconds": 1.0,
                   "test_metrics": {"ndcg@10": 0.1}, "valid_metrics": {"ndcg@10": 0.1}})
-    r = cli("leaderboard")
+    r = inproc(capsys, "leaderboard")
     assert r.returncode == 0, r.stderr
     assert "Leaderboard: synthetic-rank" in r.stdout and "synthetic-refit-gone" in r.stderr
-    assert cli("leaderboard", "--protocol", "synthetic-refit-gone").returncode == 2
+    assert inproc(capsys, "leaderboard", "--protocol", "synthetic-refit-gone").returncode == 2
 
 
-def test_a_model_that_cannot_fold_in_is_refused_by_a_strong_generalization_protocol(tmp_path):
-    r = cli("train", "bpr", "--protocol", "ml1m-strong", "--data-dir", str(tmp_path / "none"))
+def test_a_model_that_cannot_fold_in_is_refused_by_a_strong_generalization_protocol(tmp_path, capsys):
+    r = inproc(capsys, "train", "bpr", "--protocol", "ml1m-strong", "--data-dir", str(tmp_path / "none"))
     assert r.returncode == 2 and "cannot fold in" in r.stderr and store_rows() == 0
