@@ -359,3 +359,25 @@ def test_core_requires_the_lightning_that_has_weight_averaging():
 
     (req,) = [Requirement(r) for r in requires("recarena") if Requirement(r).name == "lightning"]
     assert not req.specifier.contains(Version("2.5.9")) and req.specifier.contains(Version("2.6.0"))
+
+
+def test_a_sweep_resumed_across_protocol_hashing_finds_runs_of_unchanged_protocols(tmp_path):
+    """A run recorded before protocols were hashed (its config has a version, no hash) still
+    counts as done while the protocol's version is the current one; under an older version it
+    does not."""
+    from recarena import plugins
+    from recarena.config import config_hash, resolve
+    from recarena.protocols import load_protocol
+    from recarena.sweep import Sweep
+
+    proto = load_protocol("synthetic-rank")
+    store = ResultsStore(tmp_path / "r.db")
+    for seed, version in ((0, proto.get("version", 1)), (1, 0)):
+        cfg = resolve(plugins.get("pop"), "pop", proto, "synthetic-2000", seed)
+        legacy = {k: v for k, v in cfg.items() if k != "protocol_hash"} | {"protocol_version": version}
+        store.record({"run_id": f"old{seed}", "model": "pop", "dataset": "synthetic-2000", "protocol": "synthetic-rank",
+                      "seed": seed, "status": "ok", "config": legacy, "config_hash": config_hash(legacy),
+                      "run_hash": config_hash(legacy, with_seed=True), "test_metrics": {}, "valid_metrics": {}})
+    sw = Sweep({"name": "resume", "seeds": [0, 1], "runs": [
+        {"model": "pop", "protocols": ["synthetic-rank"], "dataset": "synthetic-2000"}]})
+    assert sorted((r.seed, r.status) for r in sw.plan(store)) == [(0, "skipped"), (1, "pending")]
