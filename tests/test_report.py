@@ -47,6 +47,7 @@ def test_report_tables_significance_failures(store_with_runs, tmp_path):
     assert sec["board"]["rows"][1]["significance"]["test"] == "paired t-test over seeds"
     page = write(rep, tmp_path / "report")
     md = (tmp_path / "report" / "report.md").read_text()
+    assert "| dim=8, lr=0.0" in md and ", epochs=2 |" in md  # the winning configuration, as it differs from the defaults
     assert "| 1 | pop | 2 |" in md and "vs best" in md and "### Failed runs" in md and "memory limit: 700 MiB" in md
     assert "images/synthetic-rank-synthetic-4000-sens-bpr.png" in md  # lr varies across bpr's runs
     for img in ("leaderboard", "quality-vs-time", "curves", "sens-bpr"):

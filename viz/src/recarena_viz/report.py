@@ -138,22 +138,26 @@ def write(report: dict, out: str | Path) -> Path:
         images = _images(sec, img, slug)
         metrics = [m.lower() for m in board["metrics"]]
         md += [f"## {title}", f"Selection metric: {board['select']} ({'higher' if board['mode'] == 'max' else 'lower'} is better).", ""]
-        md.append("| # | model | seeds | " + " | ".join(metrics) + " | fit s | vs best |")
-        md.append("|" + "---|" * (len(metrics) + 5))
+        md.append("| # | model | seeds | " + " | ".join(metrics) + " | fit s | vs best | params |")
+        md.append("|" + "---|" * (len(metrics) + 6))
         h.append(f"<h2 id='{slug}'>{html.escape(title)}</h2>")
         h.append(f"<p>Selection metric: <b>{html.escape(board['select'])}</b>.</p><table><tr><th>#</th><th>model</th><th>seeds</th>"
-                 + "".join(f"<th>{html.escape(m)}</th>" for m in metrics) + "<th>fit s</th><th>vs best</th></tr>")
+                 + "".join(f"<th>{html.escape(m)}</th>" for m in metrics) + "<th>fit s</th><th>vs best</th><th>params (not defaults)</th></tr>")
         for i, row in enumerate(board["rows"], 1):
             cells = [_fmt(row["metrics"].get(m)) for m in metrics]
-            md.append(f"| {i} | {row['model']} | {row['n']} | " + " | ".join(cells) + f" | {row['fit_seconds']:.1f} | {_sig(row)} |")
-            h.append(f"<tr><td>{i}</td><td>{html.escape(row['model'])}</td><td>{row['n']}</td>"
-                     + "".join(f"<td>{c}</td>" for c in cells) + f"<td>{row['fit_seconds']:.1f}</td><td>{html.escape(_sig(row))}</td></tr>")
+            rank = str(i) if row.get("ranked", True) else "-"
+            params = leaderboard._changed_params(row) if "params" in row else ""
+            md.append(f"| {rank} | {row['model']} | {row['n']} | " + " | ".join(cells)
+                      + f" | {row['fit_seconds']:.1f} | {_sig(row)} | {params} |")
+            h.append(f"<tr><td>{rank}</td><td>{html.escape(row['model'])}</td><td>{row['n']}</td>"
+                     + "".join(f"<td>{c}</td>" for c in cells) + f"<td>{row['fit_seconds']:.1f}</td><td>{html.escape(_sig(row))}</td>"
+                     + f"<td style='text-align:left'>{html.escape(params)}</td></tr>")
         for a in board.get("anchors", []):
             cells = [f"{a['metrics'][m]:.4f}" if m in (a.get("metrics") or {}) else "" for m in metrics]
             label = f"{a['model']} (published, {a.get('source', '')})"
-            md.append(f"| — | {label} | | " + " | ".join(cells) + " | | |")
+            md.append(f"| — | {label} | | " + " | ".join(cells) + " | | | |")
             h.append(f"<tr class=anchor><td>—</td><td>{html.escape(label)}</td><td></td>" + "".join(f"<td>{c}</td>" for c in cells)
-                     + "<td></td><td></td></tr>")
+                     + "<td></td><td></td><td></td></tr>")
         h.append("</table>")
         md.append("")
         for key, title in (("leaderboard", "Leaderboard"), ("time", "Quality vs fit time"), ("curves", "Learning curves")):
