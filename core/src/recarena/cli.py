@@ -221,6 +221,10 @@ def main(argv: list[str] | None = None) -> int:
     from recarena.errors import RecArenaError
 
     os.environ.setdefault("WANDB_MODE", "offline")
+    # whole lines on stdout even into a pipe or file shared with stderr: a block-buffered stdout
+    # flushes mid-line, and a stderr line written in between glues two lines together
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)
     # our own warnings (sampled evaluation, ...) read as one line, without source excerpts
     warnings.formatwarning = lambda msg, cat, *a, **k: f"recarena: {cat.__name__}: {msg}\n"
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
