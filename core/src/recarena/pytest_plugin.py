@@ -9,8 +9,6 @@ plugin's tests can never write into the user's home.
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 
@@ -21,10 +19,10 @@ def pytest_configure(config):
 @pytest.fixture
 def recarena_home(tmp_path, monkeypatch):
     """A fresh ``RECARENA_HOME`` under the test's temporary folder (returned as a Path)."""
+    from recarena.testing import isolate_home
+
     home = tmp_path / "recarena-home"
-    monkeypatch.setenv("RECARENA_HOME", str(home))
-    monkeypatch.setenv("RECARENA_OFFLINE", "1")
-    monkeypatch.setenv("WANDB_MODE", os.environ.get("RECARENA_TEST_WANDB", "disabled"))
+    isolate_home(monkeypatch, home)
     return home
 
 

@@ -577,19 +577,24 @@ def parametrize_with_checks(models: list[Recommender], expected_failures: dict[s
     return pytest.mark.parametrize("model, check", params)
 
 
-def isolated_home_fixture():
-    """An autouse pytest fixture: each test writes under its own RECARENA_HOME, never
-    downloads, and keeps wandb off unless RECARENA_TEST_WANDB says otherwise. Use in a
-    conftest.py as ``isolated_home = isolated_home_fixture()``."""
+def isolate_home(monkeypatch, home) -> None:
+    """Point RECARENA_HOME at ``home``, download nothing, keep wandb off unless
+    RECARENA_TEST_WANDB says otherwise (for the test ``monkeypatch`` belongs to)."""
     import os
 
+    monkeypatch.setenv("RECARENA_HOME", str(home))
+    monkeypatch.setenv("RECARENA_OFFLINE", "1")
+    monkeypatch.setenv("WANDB_MODE", os.environ.get("RECARENA_TEST_WANDB", "disabled"))
+
+
+def isolated_home_fixture():
+    """An autouse pytest fixture: each test writes under its own RECARENA_HOME (see
+    ``isolate_home``). Use in a conftest.py as ``isolated_home = isolated_home_fixture()``."""
     import pytest
 
     @pytest.fixture(autouse=True)
     def isolated_home(tmp_path, monkeypatch):
-        monkeypatch.setenv("RECARENA_HOME", str(tmp_path / "home"))
-        monkeypatch.setenv("RECARENA_OFFLINE", "1")
-        monkeypatch.setenv("WANDB_MODE", os.environ.get("RECARENA_TEST_WANDB", "disabled"))
+        isolate_home(monkeypatch, tmp_path / "home")
         yield
 
     return isolated_home
