@@ -1,11 +1,19 @@
 """Base for CTR plugins: rows are (user, item) with side-feature fields, labels in
 ``rating`` (0/1), trained with binary cross-entropy; ``predict`` returns probabilities.
 
+The same network also predicts ratings when the plugin declares ``Task.RATING``: on
+training data that is not 0/1 the logit plus the mean rating (buffer ``offset``) is the
+prediction, trained with squared error. The network's ``binary`` says which it learned.
+
 A plugin implements ``build_ctr_network(fields, train) -> nn.Module`` and
 ``logits(network, feats [B, F] int64) -> [B] float32``. Its network keeps the field
 embeddings as ``v`` (an ``nn.Embedding`` over feature ids, as :class:`recarena.nn.FMPart`
 does): the id fields' rows are the user and item embeddings. The base adds to the network
 the field tables (buffers ``user_fields``, ``item_fields``) and ``field_names``.
+
+:class:`FMPretraining` gives a plugin whose network subclasses :class:`recarena.nn.FMPart` an
+FM pre-training stage (``pretrain_epochs``, ``pretrain_lr``): the FM, fitted and early-stopped
+alone, hands its ``w0``, ``w`` and ``v`` to the model (as DeepFM and NFM's authors start theirs).
 """
 
 from __future__ import annotations
@@ -15,8 +23,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from recarena import features
+from recarena.base import Capabilities, Task
 from recarena.errors import RecArenaError
-from recarena.torch_model import TorchRecommender
+from recarena.nn import FMPart, embedding_l2
+from recarena.params import Interval
+from recarena.torch_model import Stage, TorchRecommender
 
 
 class CTRRecommender(TorchRecommender):
@@ -31,12 +42,20 @@ class CTRRecommender(TorchRecommender):
     def build_network(self, train):
         if train.rating is None:
             raise RecArenaError(f"{type(self).__name__} needs labels (0/1) or ratings in the training data.")
+        y = train.rating
+        binary = bool(((y == 0) | (y == 1)).all())
+        if not binary and not self.capabilities.supports(Task.RATING):
+            raise RecArenaError(f"{type(self).__name__} predicts clicks: its training labels must be 0 or 1 "
+                                f"(got values such as {float(y[(y != 0) & (y != 1)][0])}); use a protocol "
+                                "with ctr_threshold.")
         fields = features.encode(train, use_side=bool(self.use_side))
         net = self.build_ctr_network(fields, train)
         # the field tables travel with the network so a saved model predicts on its own
         net.register_buffer("user_fields", fields.user)
         net.register_buffer("item_fields", fields.item)
+        net.register_buffer("offset", torch.tensor(0.0 if binary else float(y.mean())))
         net.field_names = list(fields.names)
+        net.binary = binary
         return net
 
     @staticmethod
@@ -44,11 +63,13 @@ class CTRRecommender(TorchRecommender):
         return torch.cat([net.user_fields[users], net.item_fields[items]], 1)
 
     def loss(self, net, batch):
-        y = batch["rating"]
-        if ((y != 0) & (y != 1)).any():
-            raise RecArenaError("CTR labels must be 0 or 1: use a protocol with ctr_threshold.")
         feats = self._feats(net, batch["user"], batch["item"])
-        return F.binary_cross_entropy_with_logits(self.logits(net, feats), y) + self.penalty(net, feats)
+        out = self.logits(net, feats)
+        if net.binary:
+            fit = F.binary_cross_entropy_with_logits(out, batch["rating"])
+        else:
+            fit = F.mse_loss(out + net.offset, batch["rating"])
+        return fit + self.penalty(net, feats)
 
     def penalty(self, net: nn.Module, feats: torch.Tensor) -> torch.Tensor | float:
         """A regularization term added to the loss, from the batch's feature ids ``feats``
@@ -56,9 +77,60 @@ class CTRRecommender(TorchRecommender):
         return 0.0
 
     def predict_pairs(self, net, users, items):
-        return torch.sigmoid(self.logits(net, self._feats(net, users, items)))
+        out = self.logits(net, self._feats(net, users, items))
+        return torch.sigmoid(out) if net.binary else out + net.offset
 
     def _embeddings(self):
         # the id fields' embeddings (column 0 of each table) are the user and item vectors
         v = self.network_.v.weight.detach()
         return {"user": v[self.network_.user_fields[:, 0]].numpy(), "item": v[self.network_.item_fields[:, 0]].numpy()}
+
+
+class FMStage(CTRRecommender):
+    """An FM over the fields (``recarena.nn.FMPart``) with per-batch embedding L2 ``reg``: the
+    pre-training stage of :class:`FMPretraining`."""
+
+    capabilities = Capabilities(tasks={Task.CTR, Task.RATING}, side_features=True)
+    _parameter_constraints = {"dim": [Interval(int, 1, None)], "reg": [Interval(float, 0, None)]}
+
+    def __init__(self, dim=16, lr=0.005, reg=0.0, epochs=50, batch_size=2048, use_side=True, optimizer="adam",
+                 weight_decay=0.0):
+        self.dim = dim
+        self.lr = lr
+        self.reg = reg
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.use_side = use_side
+        self.optimizer = optimizer
+        self.weight_decay = weight_decay
+
+    def build_ctr_network(self, fields, train):
+        return FMPart(fields.n_features, int(self.dim))
+
+    def logits(self, net, feats):
+        return net(feats)
+
+    def penalty(self, net, feats):
+        return embedding_l2(self.reg, net.v, feats)
+
+
+class FMPretraining:
+    """Mixin for a CTR plugin whose network has an FM's ``w0``, ``w``, ``v`` (an ``FMPart``, or
+    a ``LinearPart`` with an embedding ``v``) and that takes ``dim``, ``reg``, ``pretrain_epochs``
+    (0: no stage) and ``pretrain_lr``: declares the FM stage (same ``dim``, ``reg``,
+    ``batch_size``, ``use_side``; FM converges best at a larger step than a deep part tolerates,
+    hence its own lr) and starts the network's ``w0``, ``w``, ``v`` from it."""
+
+    _parameter_constraints = {"pretrain_epochs": [Interval(int, 0, None)],
+                              "pretrain_lr": [Interval(float, 0, None, closed="neither")]}
+
+    def stages(self):
+        return [Stage("fm", "pretrain_epochs", lambda m: FMStage(
+            dim=m.dim, lr=m.pretrain_lr, reg=m.reg, batch_size=m.batch_size, use_side=m.use_side))]
+
+    def init_from_stages(self, net, fitted):
+        # a network without a first-order part (DCN-V2) takes the embeddings alone
+        own = dict(net.named_parameters())
+        for name in ("w0", "w.weight", "v.weight"):
+            if name in own:
+                own[name].copy_(fitted["fm"].get_parameter(name))

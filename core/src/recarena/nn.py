@@ -4,7 +4,13 @@ plugin. Each block's parameters are created in a fixed order, so a plugin built 
 draws the same initial weights for the same seed.
 
 - :class:`MLP`: the tower of NCF, RecommenderNet and DeepFM
-- :class:`FMPart` and :func:`fm_logit`: a factorization machine's first- and second-order part
+- :func:`field_embedding`: a CTR network's feature embeddings ``v``
+- :class:`LinearPart`: ``w0 + sum_f w_f`` over feature ids (Wide&Deep's wide part, every CTR
+  model's first-order term)
+- :class:`FMPart` and :func:`fm_logit`: a factorization machine's first- and second-order part;
+  :func:`bi_interaction`: its pairwise term per dimension (NFM's pooling)
+- :class:`CrossNetwork`: DCN-V2's cross layers (full rank, or a low-rank mixture of experts)
+- :class:`CIN`: xDeepFM's compressed interaction network
 - :class:`BiasedDot`: mu + b_u + b_i + p_u . q_i (MF, biased MF, BPR, pre-training stages)
 - :func:`embedding_l2`: L2 on the embedding rows a batch uses
 """
@@ -38,31 +44,142 @@ class MLP(nn.Sequential):
         self.out_features = width
 
 
+def bi_interaction(e: torch.Tensor) -> torch.Tensor:
+    """Twice the pairwise interaction per dimension: ``(sum_f e_f)^2 - sum_f e_f^2`` over field
+    vectors ``e`` float32 ``[B, F, d]`` -> ``[B, d]``. Halved it is NFM's bi-interaction pooling
+    (sum over pairs f < g of e_f * e_g); summed over d and halved, the FM's second-order term."""
+    return e.sum(1).pow(2) - e.pow(2).sum(1)
+
+
 def fm_logit(w0: torch.Tensor, w: nn.Embedding, v: nn.Embedding, feats: torch.Tensor) -> torch.Tensor:
     """FM over feature ids ``feats`` int64 ``[B, F]``: w0 + sum_f w_f + 1/2 sum_d ((sum_f v_fd)^2 -
     sum_f v_fd^2), the O(k n) form; returns float32 ``[B]``. Padding id 0 has zero weight and embedding."""
-    e = v(feats)  # [B, F, d]
-    return w0 + w(feats).squeeze(-1).sum(1) + 0.5 * (e.sum(1).pow(2) - e.pow(2).sum(1)).sum(1)
+    return w0 + w(feats).squeeze(-1).sum(1) + 0.5 * bi_interaction(v(feats)).sum(1)
 
 
-class FMPart(nn.Module):
-    """A factorization machine's parameters: bias ``w0``, first-order weights ``w``
-    ``[n_features, 1]`` (zeros) and factors ``v`` ``[n_features, dim]`` (N(0, 0.01)); feature id 0
-    is padding (zero weight and factors). ``forward(feats int64 [B, F]) -> float32 [B]`` logits.
-    Models that add a deep part on the same embeddings (DeepFM) subclass it."""
+def field_embedding(n_features: int, dim: int) -> nn.Embedding:
+    """The field embeddings ``v`` ``[n_features, dim]`` of a CTR network: N(0, 0.01), with
+    padding id 0 kept at zero (``padding_idx=0``)."""
+    v = nn.Embedding(n_features, dim, padding_idx=0)
+    nn.init.normal_(v.weight, std=0.01)
+    with torch.no_grad():
+        v.weight[0].zero_()
+    return v
 
-    def __init__(self, n_features: int, dim: int, bias: float = 0.0):
+
+class LinearPart(nn.Module):
+    """A linear model over feature ids: bias ``w0`` and weights ``w`` ``[n_features, 1]`` (zeros;
+    id 0 is padding). ``forward(feats int64 [B, F]) -> float32 [B]``: ``w0 + sum_f w[feats_f]``."""
+
+    def __init__(self, n_features: int, bias: float = 0.0):
         super().__init__()
         self.w0 = nn.Parameter(torch.tensor(float(bias)))
         self.w = nn.Embedding(n_features, 1, padding_idx=0)
-        self.v = nn.Embedding(n_features, dim, padding_idx=0)
         nn.init.zeros_(self.w.weight)
-        nn.init.normal_(self.v.weight, std=0.01)
-        with torch.no_grad():
-            self.v.weight[0].zero_()
+
+    def linear(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.w0 + self.w(feats).squeeze(-1).sum(1)
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.linear(feats)
+
+
+class FMPart(LinearPart):
+    """A factorization machine's parameters: bias ``w0``, first-order weights ``w``
+    ``[n_features, 1]`` (zeros) and factors ``v`` ``[n_features, dim]`` (N(0, 0.01)); feature id 0
+    is padding (zero weight and factors). ``forward(feats int64 [B, F]) -> float32 [B]`` logits.
+    Models that add a deep part on the same embeddings (DeepFM, NFM, xDeepFM...) subclass it;
+    its parameters are the ones an FM pre-training stage hands over."""
+
+    def __init__(self, n_features: int, dim: int, bias: float = 0.0):
+        super().__init__(n_features, bias)
+        self.v = field_embedding(n_features, dim)
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         return fm_logit(self.w0, self.w, self.v, feats)
+
+
+class CrossNetwork(nn.Module):
+    """DCN-V2's cross network (Wang et al. 2021) over ``x0`` float32 ``[B, D]`` -> ``[B, D]``:
+    ``x_{l+1} = x0 * (W_l x_l + b_l) + x_l`` for ``n_layers`` layers.
+
+    ``rank=None``: full-rank ``W_l`` ``[D, D]``. ``rank=r``: the low-rank mixture (DCN-Mix),
+    ``x_{l+1} = sum_e G_e(x_l) x0 * (U_e tanh(C_e tanh(V_e^T x_l)) + b_l) + x_l`` with
+    ``n_experts`` experts of rank r and a softmax gate ``G`` over them (one expert: no gate)."""
+
+    def __init__(self, dim: int, n_layers: int, rank: int | None = None, n_experts: int = 1):
+        super().__init__()
+        self.rank, self.n_experts = rank, int(n_experts)
+        self.bias = nn.ParameterList([nn.Parameter(torch.zeros(dim)) for _ in range(n_layers)])
+        if rank is None:
+            self.w = nn.ParameterList([nn.Parameter(torch.empty(dim, dim)) for _ in range(n_layers)])
+            for w in self.w:
+                nn.init.xavier_normal_(w)
+            return
+        e, r = self.n_experts, int(rank)
+        self.v = nn.ParameterList([nn.Parameter(torch.empty(e, dim, r)) for _ in range(n_layers)])
+        self.c = nn.ParameterList([nn.Parameter(torch.empty(e, r, r)) for _ in range(n_layers)])
+        self.u = nn.ParameterList([nn.Parameter(torch.empty(e, r, dim)) for _ in range(n_layers)])
+        for group in (self.v, self.c, self.u):
+            for w in group:
+                nn.init.xavier_normal_(w)
+        self.gate = nn.ModuleList([nn.Linear(dim, e, bias=False) for _ in range(n_layers)]) if e > 1 else None
+
+    def forward(self, x0: torch.Tensor) -> torch.Tensor:
+        x = x0
+        for layer, b in enumerate(self.bias):
+            if self.rank is None:
+                x = x0 * (x @ self.w[layer] + b) + x
+                continue
+            # [B, D] -> per expert [E, B, r] -> [E, B, r] -> [E, B, D]
+            low = torch.tanh(torch.matmul(x.unsqueeze(0), self.v[layer]))
+            low = torch.tanh(torch.matmul(low, self.c[layer]))
+            experts = x0.unsqueeze(0) * (torch.matmul(low, self.u[layer]) + b)  # [E, B, D]
+            if self.gate is None:
+                mixed = experts[0]
+            else:
+                g = torch.softmax(self.gate[layer](x), -1)  # [B, E]
+                mixed = (experts * g.T.unsqueeze(-1)).sum(0)
+            x = mixed + x
+        return x
+
+
+class CIN(nn.Module):
+    """xDeepFM's compressed interaction network (Lian et al. 2018) over field vectors ``x0``
+    float32 ``[B, m, d]`` -> ``[B, out_features]``: layer k forms every Hadamard product of its
+    input's ``H_{k-1}`` vectors with the ``m`` field vectors (vector-wise interactions) and
+    compresses them to ``H_k`` feature maps with a 1x1 convolution; each layer's maps are
+    sum-pooled over d and concatenated. ``split_half``: all but the last layer pass half of
+    their maps on and send the other half to the output (the paper's setting)."""
+
+    def __init__(self, n_fields: int, layer_sizes, split_half: bool = True, activation: bool = True):
+        super().__init__()
+        sizes = [int(h) for h in layer_sizes]
+        self.split_half, self.activation = bool(split_half), bool(activation)
+        self.convs = nn.ModuleList()
+        prev, out = n_fields, 0
+        for k, h in enumerate(sizes):
+            self.convs.append(nn.Conv1d(prev * n_fields, h, 1))
+            keep = h // 2 if self.split_half and k < len(sizes) - 1 else h
+            out += keep
+            prev = h - keep if keep != h else h
+        self.out_features = out
+
+    def forward(self, x0: torch.Tensor) -> torch.Tensor:
+        b, m, d = x0.shape
+        x, pooled = x0, []
+        last = len(self.convs) - 1
+        for k, conv in enumerate(self.convs):
+            z = conv((x.unsqueeze(2) * x0.unsqueeze(1)).reshape(b, -1, d))  # [B, H_k, d]
+            if self.activation:
+                z = torch.relu(z)
+            if self.split_half and k < last:
+                h = z.shape[1] // 2
+                x, out = z[:, h:], z[:, :h]
+            else:
+                x, out = z, z
+            pooled.append(out.sum(-1))
+        return torch.cat(pooled, 1)
 
 
 class BiasedDot(nn.Module):

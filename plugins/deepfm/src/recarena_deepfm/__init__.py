@@ -1,19 +1,18 @@
 """DeepFM (Guo et al. 2017): an FM and an MLP over the same field embeddings; the logit is
 their sum.
 
-``pretrain_epochs`` > 0 first fits the FM alone (at ``pretrain_lr``; FM converges best at a
-larger step than the MLP tolerates), early-stopped on validation, and starts DeepFM's FM weights
-and shared embeddings from it, as NeuMF starts from its pre-trained parts."""
+``pretrain_epochs`` > 0 first fits the FM alone (``recarena.ctr.FMPretraining``, at
+``pretrain_lr``), early-stopped on validation, and starts DeepFM's FM weights and shared
+embeddings from it, as NeuMF starts from its pre-trained parts."""
 
 from __future__ import annotations
 
 import torch
 
 from recarena import Capabilities, Task
-from recarena.ctr import CTRRecommender
+from recarena.ctr import CTRRecommender, FMPretraining
 from recarena.nn import MLP, FMPart, embedding_l2
 from recarena.params import Interval, IntSequence
-from recarena.torch_model import Stage
 
 
 class _Net(FMPart):
@@ -43,41 +42,13 @@ class _Net(FMPart):
         return torch.cat([e[:, self.single].flatten(1), multi.sum(1) / n], 1)
 
 
-class _FMStage(CTRRecommender):
-    """The pre-training stage: DeepFM's FM part alone."""
-
-    capabilities = Capabilities(tasks={Task.CTR})
-    _parameter_constraints = {"dim": [Interval(int, 1, None)], "reg": [Interval(float, 0, None)]}
-
-    def __init__(self, dim=16, lr=0.005, reg=0.0, epochs=50, batch_size=2048, use_side=True, optimizer="adam",
-                 weight_decay=0.0):
-        self.dim = dim
-        self.lr = lr
-        self.reg = reg
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.use_side = use_side
-        self.optimizer = optimizer
-        self.weight_decay = weight_decay
-
-    def build_ctr_network(self, fields, train):
-        return FMPart(fields.n_features, int(self.dim))
-
-    def logits(self, net, feats):
-        return net(feats)
-
-    def penalty(self, net, feats):
-        return embedding_l2(self.reg, net.v, feats)
-
-
-class DeepFM(CTRRecommender):
-    capabilities = Capabilities(tasks={Task.CTR}, side_features=True, embeddings=True, onnx=True)
+class DeepFM(FMPretraining, CTRRecommender):
+    capabilities = Capabilities(tasks={Task.CTR, Task.RATING}, side_features=True, embeddings=True, onnx=True)
     trainer_defaults = {"patience": 3}
     _parameter_constraints = {
         "dim": [Interval(int, 1, None)], "hidden": [IntSequence(1, None, min_len=0)],
         "dropout": [Interval(float, 0, 1, closed="left")], "batch_norm": [bool],
         "input_dropout": [Interval(float, 0, 1, closed="left")], "pool_multi": [bool],
-        "pretrain_epochs": [Interval(int, 0, None)], "pretrain_lr": [Interval(float, 0, None)],
         "reg": [Interval(float, 0, None)],
     }
 
@@ -100,14 +71,6 @@ class DeepFM(CTRRecommender):
         self.pretrain_lr = pretrain_lr
         self.reg = reg
         self.optimizer = optimizer
-
-    def stages(self):
-        return [Stage("fm", "pretrain_epochs", lambda m: _FMStage(
-            dim=m.dim, lr=m.pretrain_lr, reg=m.reg, batch_size=m.batch_size, use_side=m.use_side))]
-
-    def init_from_stages(self, net, fitted):
-        for name in ("w0", "w.weight", "v.weight"):
-            net.get_parameter(name).copy_(fitted["fm"].get_parameter(name))
 
     def build_ctr_network(self, fields, train):
         pooled = [k for k, name in enumerate(fields.names) if name.endswith("]")] if self.pool_multi else []

@@ -6,9 +6,6 @@ Rating task: y is the rating (MSE). CTR task (0/1 labels): y is a logit (cross-e
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
-
 from recarena import Capabilities, Task
 from recarena.ctr import CTRRecommender
 from recarena.nn import FMPart, embedding_l2
@@ -34,24 +31,10 @@ class FM(CTRRecommender):
         self.optimizer = optimizer
 
     def build_ctr_network(self, fields, train):
-        y = train.rating
-        binary = bool(((y == 0) | (y == 1)).all())
-        net = FMPart(fields.n_features, int(self.dim), 0.0 if binary else float(y.mean()))
-        # 0/1 labels: the output is a logit (cross-entropy); ratings: the rating itself (MSE)
-        net.binary = binary
-        return net
+        return FMPart(fields.n_features, int(self.dim))
 
     def logits(self, net, feats):
         return net(feats)
 
-    def loss(self, net, batch):
-        feats = self._feats(net, batch["user"], batch["item"])
-        out = net(feats)
-        reg = embedding_l2(self.reg, net.v, feats)
-        if net.binary:
-            return F.binary_cross_entropy_with_logits(out, batch["rating"]) + reg
-        return F.mse_loss(out, batch["rating"]) + reg
-
-    def predict_pairs(self, net, users, items):
-        out = net(self._feats(net, users, items))
-        return torch.sigmoid(out) if net.binary else out
+    def penalty(self, net, feats):
+        return embedding_l2(self.reg, net.v, feats)
