@@ -6,7 +6,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recarena.nn import MLP, BiasedDot, FMPart, embedding_l2
+from recarena.nn import CIN, MLP, BiasedDot, CrossNetwork, FMPart, bi_interaction, embedding_l2
 
 
 def test_fm_pairwise_term_equals_the_quadratic_sum():
@@ -67,3 +67,68 @@ def test_mlp_layout_and_width():
     assert m.out_features == 1 and m.eval()(torch.zeros(3, 8)).shape == (3, 1)
     tower = MLP(8, [4])
     assert tower.out_features == 4 and [type(x).__name__ for x in tower] == ["Linear", "ReLU", "Dropout"]
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 5), st.integers(1, 4), st.integers(0, 1000))
+def test_bi_interaction_is_twice_the_sum_over_pairs(n_fields, dim, seed):
+    e = torch.randn(3, n_fields, dim, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    want = torch.zeros(3, dim, dtype=torch.float64)
+    for f in range(n_fields):
+        for g in range(f + 1, n_fields):
+            want += e[:, f] * e[:, g]
+    torch.testing.assert_close(bi_interaction(e), 2 * want)
+
+
+def test_cin_layers_follow_the_papers_formula():
+    """X^k_{h,:} = sum_{i,j} W^{k,h}_{ij} (X^{k-1}_{i,:} * X^0_{j,:}) + b, ReLU; split_half sends the
+    first half of every layer but the last to the output and passes the second half on."""
+    torch.manual_seed(0)
+    m, d = 3, 4
+    cin = CIN(m, [4, 2], split_half=True)
+    assert cin.out_features == 2 + 2
+    x0 = torch.randn(2, m, d)
+
+    def layer(conv, x):
+        w, b = conv.weight.detach()[:, :, 0], conv.bias.detach()  # [H, H_prev * m]
+        h_prev = x.shape[1]
+        out = torch.zeros(x.shape[0], w.shape[0], d)
+        for h in range(w.shape[0]):
+            for i in range(h_prev):
+                for j in range(m):
+                    out[:, h] += w[h, i * m + j] * x[:, i] * x0[:, j]
+            out[:, h] += b[h]
+        return torch.relu(out)
+
+    x1 = layer(cin.convs[0], x0)
+    x2 = layer(cin.convs[1], x1[:, 2:])
+    want = torch.cat([x1[:, :2].sum(-1), x2.sum(-1)], 1)
+    torch.testing.assert_close(cin(x0).detach(), want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("rank,experts", [(None, 1), (2, 1), (2, 3)])
+def test_cross_network_follows_dcn_v2(rank, experts):
+    """Full rank: x_{l+1} = x0 * (W x_l + b) + x_l. Low rank: x0 * (U tanh(C tanh(V^T x_l)) + b) per
+    expert, mixed by a softmax gate over the experts."""
+    torch.manual_seed(0)
+    dim = 5
+    net = CrossNetwork(dim, 2, rank, experts)
+    with torch.no_grad():
+        for b in net.bias:
+            b.normal_()
+    x0 = torch.randn(3, dim)
+    x = x0
+    for layer in range(2):
+        b = net.bias[layer].detach()
+        if rank is None:
+            x = x0 * (x @ net.w[layer].detach() + b) + x
+            continue
+        outs = [x0 * (torch.tanh(torch.tanh(x @ net.v[layer][e]) @ net.c[layer][e]) @ net.u[layer][e] + b)
+                for e in range(experts)]
+        if experts == 1:
+            mix = outs[0]
+        else:
+            g = torch.softmax(x @ net.gate[layer].weight.T, -1)
+            mix = sum(g[:, e : e + 1] * outs[e] for e in range(experts))
+        x = (mix + x).detach()
+    torch.testing.assert_close(net(x0).detach(), x, rtol=1e-5, atol=1e-5)

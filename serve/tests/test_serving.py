@@ -31,11 +31,20 @@ FIRST_WAVE = {
     "autorec": {"hidden": 16, "epochs": 3}, "recommender-net": {"dim": 8, "hidden": (16,), "epochs": 2},
     "fm": {"dim": 4, "epochs": 2}, "deepfm": {"dim": 4, "hidden": (16,), "epochs": 2},
 }
+# the CTR second wave
+SECOND_WAVE = {
+    "wide-deep": {"dim": 4, "hidden": (8,), "epochs": 2, "crosses": ["group*genres"]},
+    "xdeepfm": {"dim": 4, "hidden": (8,), "cin_layers": (4, 4), "epochs": 2},
+    "nfm": {"dim": 4, "hidden": (8,), "epochs": 2},
+    "dcnv2": {"dim": 4, "hidden": (8,), "rank": 2, "n_experts": 2, "structure": "parallel", "epochs": 2},
+    "ffm": {"dim": 4, "epochs": 2},
+}
+SERVED = {**FIRST_WAVE, **SECOND_WAVE}
 
 
 @pytest.fixture(scope="module")
 def fitted():
-    return {name: _fit(plugins.get(name)(**params)) for name, params in FIRST_WAVE.items()}
+    return {name: _fit(plugins.get(name)(**params)) for name, params in SERVED.items()}
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +63,7 @@ def raw_users(model, n=6):
     return [model.user_ids_.raw[i] for i in np.linspace(0, model.n_users_ - 1, n).round().astype(int)]
 
 
-@pytest.mark.parametrize("name", sorted(FIRST_WAVE))
+@pytest.mark.parametrize("name", sorted(SERVED))
 def test_served_answers_equal_the_plugins(name, fitted, bundles, ssdb):
     """recommend (rankers) or predict (rating-only models) through the database returns
     what the plugin itself returns, for raw ids."""

@@ -1,10 +1,10 @@
 import torch
 
+from recarena.ctr import FMStage
 from recarena.data.filtering import binarize
 from recarena.data.splits import global_random
 from recarena.data.synthetic import synthetic
 from recarena.testing import parametrize_with_checks
-from recarena.ctr import FMStage
 from recarena_deepfm import DeepFM, _Net
 
 QUIET = {"logger": "none", "progress_bar": False}
