@@ -72,6 +72,10 @@ lint: setup
 bench-train: setup
     {{py}} tests/bench/bench_train.py --data-dir "{{data_dir}}"
 
+# CTR family: seconds per epoch (beside deepfm's) and peak memory per plugin on ml1m-ctr
+bench-ctr *ARGS: setup
+    {{py}} tests/bench/bench_ctr.py --data-dir "{{data_dir}}" {{ARGS}}
+
 # Full-ranking evaluation speed (recbole-ml1m) and a 10k x 100k catalogue's memory
 bench-eval: setup
     {{py}} tests/bench/bench_eval.py --data-dir "{{data_dir}}"
