@@ -13,7 +13,7 @@ import torch
 
 from recarena import plugins
 from recarena.base import Capabilities, Task
-from recarena.ctr import FMStage
+from recarena.ctr import FactorizationMachine
 from recarena.data.filtering import binarize
 from recarena.errors import RecArenaError
 from recarena.onnx_export import parity
@@ -61,7 +61,7 @@ def test_ratings_are_predicted_around_the_training_mean(name):
 
 
 def test_a_click_only_model_refuses_ratings_before_training():
-    class ClickOnly(FMStage):
+    class ClickOnly(FactorizationMachine):
         capabilities = Capabilities(tasks={Task.CTR})
 
     with pytest.raises(RecArenaError, match="labels must be 0 or 1"):
@@ -73,7 +73,7 @@ def test_fm_pretraining_hands_over_the_parameters_the_network_has(name):
     train = binarize(_rating_data()[0], 4)
     # lr 0 after the stage: what the model holds is what the stage gave it
     model = make(name, lr=0.0, pretrain_epochs=2, pretrain_lr=0.02).fit(train, seed=1, trainer=KIT_TRAINER)
-    stage = FMStage(dim=4, lr=0.02, epochs=2, batch_size=model.batch_size).fit(train, seed=1, trainer=KIT_TRAINER)
+    stage = FactorizationMachine(dim=4, lr=0.02, epochs=2, batch_size=model.batch_size).fit(train, seed=1, trainer=KIT_TRAINER)
     own = dict(model.network_.named_parameters())
     handed = [n for n in ("w0", "w.weight", "v.weight") if n in own]
     assert "v.weight" in handed and (name == "dcnv2") == ("w.weight" not in handed)

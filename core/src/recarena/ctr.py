@@ -18,6 +18,8 @@ alone, hands its ``w0``, ``w`` and ``v`` to the model (as DeepFM and NFM's autho
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -26,17 +28,19 @@ from recarena import features
 from recarena.base import Capabilities, Task
 from recarena.errors import RecArenaError
 from recarena.nn import FMPart, embedding_l2
-from recarena.params import Interval
+from recarena.params import Interval, declared
 from recarena.torch_model import Stage, TorchRecommender
+
+
+@functools.cache
+def _takes_reg(cls: type) -> bool:
+    return "reg" in declared(cls)
 
 
 class CTRRecommender(TorchRecommender):
     use_side: bool
 
     def build_ctr_network(self, fields: features.Fields, train) -> nn.Module:
-        raise NotImplementedError
-
-    def logits(self, network: nn.Module, feats: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def build_network(self, train):
@@ -71,10 +75,16 @@ class CTRRecommender(TorchRecommender):
             fit = F.mse_loss(out + net.offset, batch["rating"])
         return fit + self.penalty(net, feats)
 
+    def logits(self, network: nn.Module, feats: torch.Tensor) -> torch.Tensor:
+        """Feature ids ``feats`` int64 ``[B, F]`` -> logits float32 ``[B]``: the network's forward
+        unless the plugin says otherwise."""
+        return network(feats)
+
     def penalty(self, net: nn.Module, feats: torch.Tensor) -> torch.Tensor | float:
         """A regularization term added to the loss, from the batch's feature ids ``feats``
-        int64 [B, F] (none by default; see ``recarena.nn.embedding_l2``)."""
-        return 0.0
+        int64 ``[B, F]``. A plugin that declares a ``reg`` parameter gets ``embedding_l2(reg,
+        net.v, feats)`` (L2 on the embedding rows the batch uses), one that does not, none."""
+        return embedding_l2(float(self.reg), net.v, feats) if _takes_reg(type(self)) else 0.0
 
     def predict_pairs(self, net, users, items):
         out = self.logits(net, self._feats(net, users, items))
@@ -86,32 +96,26 @@ class CTRRecommender(TorchRecommender):
         return {"user": v[self.network_.user_fields[:, 0]].numpy(), "item": v[self.network_.item_fields[:, 0]].numpy()}
 
 
-class FMStage(CTRRecommender):
+class FactorizationMachine(CTRRecommender):
     """An FM over the fields (``recarena.nn.FMPart``) with per-batch embedding L2 ``reg``: the
-    pre-training stage of :class:`FMPretraining`."""
+    ``fm`` plugin, and the pre-training stage of :class:`FMPretraining`."""
 
     capabilities = Capabilities(tasks={Task.CTR, Task.RATING}, side_features=True)
     _parameter_constraints = {"dim": [Interval(int, 1, None)], "reg": [Interval(float, 0, None)]}
 
-    def __init__(self, dim=16, lr=0.005, reg=0.0, epochs=50, batch_size=2048, use_side=True, optimizer="adam",
-                 weight_decay=0.0):
+    def __init__(self, dim: int = 16, lr: float = 0.005, reg: float = 0.0, weight_decay: float = 0.0,
+                 epochs: int = 50, batch_size: int = 2048, use_side: bool = True, optimizer: str = "adam"):
         self.dim = dim
         self.lr = lr
         self.reg = reg
+        self.weight_decay = weight_decay
         self.epochs = epochs
         self.batch_size = batch_size
         self.use_side = use_side
         self.optimizer = optimizer
-        self.weight_decay = weight_decay
 
     def build_ctr_network(self, fields, train):
         return FMPart(fields.n_features, int(self.dim))
-
-    def logits(self, net, feats):
-        return net(feats)
-
-    def penalty(self, net, feats):
-        return embedding_l2(self.reg, net.v, feats)
 
 
 class FMPretraining:
@@ -125,7 +129,7 @@ class FMPretraining:
                               "pretrain_lr": [Interval(float, 0, None, closed="neither")]}
 
     def stages(self):
-        return [Stage("fm", "pretrain_epochs", lambda m: FMStage(
+        return [Stage("fm", "pretrain_epochs", lambda m: FactorizationMachine(
             dim=m.dim, lr=m.pretrain_lr, reg=m.reg, batch_size=m.batch_size, use_side=m.use_side))]
 
     def init_from_stages(self, net, fitted):

@@ -143,7 +143,7 @@ from __future__ import annotations
 
 from recarena import Capabilities, Task
 from recarena.ctr import CTRRecommender
-from recarena.nn import FMPart, embedding_l2
+from recarena.nn import FMPart
 from recarena.params import Interval
 
 
@@ -163,15 +163,11 @@ class {cls}(CTRRecommender):
         self.use_side = use_side
 
     def build_ctr_network(self, fields, train):
-        # v: the field embeddings (the id fields' rows are the user and item embeddings)
+        # v: the field embeddings (the id fields' rows are the user and item embeddings). The
+        # network's forward maps feature ids int64 [B, F] (0 = padding) to float32 [B] logits
+        # (override logits(net, feats) otherwise); declaring `reg` gives L2 on the rows of v a
+        # batch uses (override penalty(net, feats) for another regularizer)
         return FMPart(fields.n_features, int(self.dim))
-
-    def logits(self, net, feats):
-        """feats int64 [B, F] feature ids (0 = padding) -> float32 [B] logits."""
-        return net(feats)
-
-    def penalty(self, net, feats):
-        return embedding_l2(self.reg, net.v, feats)
 '''
 
 _SEQUENTIAL = '''\

@@ -1,6 +1,6 @@
 import torch
 
-from recarena.ctr import FMStage
+from recarena.ctr import FactorizationMachine
 from recarena.data.filtering import binarize
 from recarena.data.splits import global_random
 from recarena.data.synthetic import synthetic
@@ -35,7 +35,7 @@ def test_pretraining_starts_the_fm_part_from_the_fm_stage():
     # lr 0: the second stage cannot move anything, so what it holds is what it started from
     model = DeepFM(dim=4, hidden=(8,), epochs=1, lr=0.0, pretrain_epochs=3, batch_size=512)
     model.fit(s.train, seed=2, trainer=QUIET)
-    stage = FMStage(dim=4, lr=model.pretrain_lr, epochs=3, batch_size=512).fit(s.train, seed=2, trainer=QUIET)
+    stage = FactorizationMachine(dim=4, lr=model.pretrain_lr, epochs=3, batch_size=512).fit(s.train, seed=2, trainer=QUIET)
     for name in ("w0", "w.weight", "v.weight"):
         torch.testing.assert_close(model.network_.get_parameter(name), stage.network_.get_parameter(name))
     assert stage.network_.v.weight.abs().max() > 0.05  # the stage did learn (init std is .01)

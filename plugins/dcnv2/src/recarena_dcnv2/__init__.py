@@ -14,7 +14,7 @@ from torch import nn
 
 from recarena import Capabilities, Task
 from recarena.ctr import CTRRecommender, FMPretraining
-from recarena.nn import MLP, CrossNetwork, embedding_l2, field_embedding
+from recarena.nn import MLP, CrossNetwork, field_embedding
 from recarena.params import Interval, IntSequence, Options
 
 
@@ -78,9 +78,3 @@ class DCNV2(FMPretraining, CTRRecommender):
         return _Net(fields.n_features, fields.n_fields, int(self.dim), list(self.hidden), float(self.dropout),
                     bool(self.batch_norm), int(self.cross_layers), None if self.rank is None else int(self.rank),
                     int(self.n_experts), str(self.structure))
-
-    def logits(self, net, feats):
-        return net(feats)
-
-    def penalty(self, net, feats):
-        return embedding_l2(self.reg, net.v, feats)

@@ -11,7 +11,7 @@ import torch
 
 from recarena import Capabilities, Task
 from recarena.ctr import CTRRecommender, FMPretraining
-from recarena.nn import MLP, FMPart, embedding_l2
+from recarena.nn import MLP, FMPart
 from recarena.params import Interval, IntSequence
 
 
@@ -76,9 +76,3 @@ class DeepFM(FMPretraining, CTRRecommender):
         pooled = [k for k, name in enumerate(fields.names) if name.endswith("]")] if self.pool_multi else []
         return _Net(fields.n_features, fields.n_fields, int(self.dim), list(self.hidden), float(self.dropout),
                     bool(self.batch_norm), float(self.input_dropout), pooled)
-
-    def logits(self, net, feats):
-        return net(feats)
-
-    def penalty(self, net, feats):
-        return embedding_l2(self.reg, net.v, feats)

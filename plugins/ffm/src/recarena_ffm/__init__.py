@@ -17,7 +17,7 @@ from torch import nn
 
 from recarena import Capabilities, Task
 from recarena.ctr import CTRRecommender
-from recarena.nn import LinearPart, embedding_l2
+from recarena.nn import LinearPart
 from recarena.params import Interval
 
 
@@ -72,9 +72,3 @@ class FFM(CTRRecommender):
 
     def build_ctr_network(self, fields, train):
         return _Net(fields.n_features, field_groups(fields.names), int(self.dim))
-
-    def logits(self, net, feats):
-        return net(feats)
-
-    def penalty(self, net, feats):
-        return embedding_l2(self.reg, net.v, feats)

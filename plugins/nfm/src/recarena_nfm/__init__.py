@@ -13,7 +13,7 @@ from torch import nn
 
 from recarena import Capabilities, Task
 from recarena.ctr import CTRRecommender, FMPretraining
-from recarena.nn import MLP, FMPart, bi_interaction, embedding_l2
+from recarena.nn import MLP, FMPart, bi_interaction
 from recarena.params import Interval, IntSequence
 
 
@@ -64,9 +64,3 @@ class NFM(FMPretraining, CTRRecommender):
     def build_ctr_network(self, fields, train):
         return _Net(fields.n_features, int(self.dim), list(self.hidden), float(self.dropout), bool(self.batch_norm),
                     float(self.bi_dropout))
-
-    def logits(self, net, feats):
-        return net(feats)
-
-    def penalty(self, net, feats):
-        return embedding_l2(self.reg, net.v, feats)

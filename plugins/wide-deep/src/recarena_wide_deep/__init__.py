@@ -139,8 +139,8 @@ class WideDeep(FMPretraining, CTRRecommender):
         return _Net(fields.n_features, fields.n_fields, int(self.dim), list(self.hidden), float(self.dropout),
                     bool(self.batch_norm), spec, n_cross)
 
-    def logits(self, net, feats):
-        return net(feats)
-
     def penalty(self, net, feats):
-        return embedding_l2(self.reg, net.v, feats)
+        # the cross weights a batch uses are shrunk like its embeddings: a pair seen once must
+        # not memorize its one label
+        crosses = embedding_l2(self.reg, net.w_cross, net.cross_ids(feats)) if net.cross_spec.shape[0] else 0.0
+        return super().penalty(net, feats) + crosses

@@ -13,7 +13,7 @@ from torch import nn
 
 from recarena import Capabilities, Task
 from recarena.ctr import CTRRecommender, FMPretraining
-from recarena.nn import CIN, MLP, LinearPart, embedding_l2, field_embedding
+from recarena.nn import CIN, MLP, LinearPart, field_embedding
 from recarena.params import Interval, IntSequence
 
 
@@ -70,9 +70,3 @@ class XDeepFM(FMPretraining, CTRRecommender):
     def build_ctr_network(self, fields, train):
         return _Net(fields.n_features, fields.n_fields, int(self.dim), list(self.hidden), float(self.dropout),
                     bool(self.batch_norm), list(self.cin_layers), bool(self.split_half))
-
-    def logits(self, net, feats):
-        return net(feats)
-
-    def penalty(self, net, feats):
-        return embedding_l2(self.reg, net.v, feats)
