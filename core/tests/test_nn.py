@@ -132,3 +132,11 @@ def test_cross_network_follows_dcn_v2(rank, experts):
             mix = sum(g[:, e : e + 1] * outs[e] for e in range(experts))
         x = (mix + x).detach()
     torch.testing.assert_close(net(x0).detach(), x, rtol=1e-5, atol=1e-5)
+
+
+def test_cross_network_weight_norm_counts_the_cross_weights_only():
+    full = CrossNetwork(4, 2)
+    assert float(full.weight_norm()) == pytest.approx(sum(float(w.pow(2).sum()) for w in full.w))
+    low = CrossNetwork(4, 1, rank=2, n_experts=2)
+    want = sum(float(p.pow(2).sum()) for p in (low.v[0], low.c[0], low.u[0]))
+    assert float(low.weight_norm()) == pytest.approx(want)

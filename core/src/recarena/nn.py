@@ -125,6 +125,11 @@ class CrossNetwork(nn.Module):
                 nn.init.xavier_normal_(w)
         self.gate = nn.ModuleList([nn.Linear(dim, e, bias=False) for _ in range(n_layers)]) if e > 1 else None
 
+    def weight_norm(self) -> torch.Tensor:
+        """The squared L2 norm of the cross weights (W, or U, V, C; not biases nor gates)."""
+        groups = [self.w] if self.rank is None else [self.v, self.c, self.u]
+        return sum(w.pow(2).sum() for g in groups for w in g)
+
     def forward(self, x0: torch.Tensor) -> torch.Tensor:
         x = x0
         for layer, b in enumerate(self.bias):

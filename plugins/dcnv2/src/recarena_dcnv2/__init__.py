@@ -48,14 +48,14 @@ class DCNV2(FMPretraining, CTRRecommender):
         "dropout": [Interval(float, 0, 1, closed="left")], "batch_norm": [bool],
         "cross_layers": [Interval(int, 1, None)], "rank": [None, Interval(int, 1, None)],
         "n_experts": [Interval(int, 1, None)], "structure": [Options("stacked", "parallel")],
-        "reg": [Interval(float, 0, None)],
+        "reg": [Interval(float, 0, None)], "cross_reg": [Interval(float, 0, None)],
     }
 
     def __init__(self, dim: int = 16, hidden: tuple = (256, 256), dropout: float = 0.2, batch_norm: bool = True,
                  cross_layers: int = 2, rank: int | None = None, n_experts: int = 1, structure: str = "stacked",
                  lr: float = 0.001, weight_decay: float = 0.0, epochs: int = 50, batch_size: int = 2048,
                  use_side: bool = True, pretrain_epochs: int = 0, pretrain_lr: float = 0.005, reg: float = 0.0,
-                 optimizer: str = "adam"):
+                 cross_reg: float = 0.0, optimizer: str = "adam"):
         self.dim = dim
         self.hidden = hidden
         self.dropout = dropout
@@ -72,9 +72,16 @@ class DCNV2(FMPretraining, CTRRecommender):
         self.pretrain_epochs = pretrain_epochs
         self.pretrain_lr = pretrain_lr
         self.reg = reg
+        self.cross_reg = cross_reg
         self.optimizer = optimizer
 
     def build_ctr_network(self, fields, train):
         return _Net(fields.n_features, fields.n_fields, int(self.dim), list(self.hidden), float(self.dropout),
                     bool(self.batch_norm), int(self.cross_layers), None if self.rank is None else int(self.rank),
                     int(self.n_experts), str(self.structure))
+
+    def penalty(self, net, feats):
+        # the paper's (and RecBole's) L2 on the cross layers' weights, beside the embedding L2
+        if not self.cross_reg:
+            return super().penalty(net, feats)
+        return super().penalty(net, feats) + float(self.cross_reg) * net.cross.weight_norm()
