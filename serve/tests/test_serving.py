@@ -171,6 +171,25 @@ def test_cli_deploy_recommend_status(fitted, bundles, ssdb, tmp_path):
     assert out.returncode == 2 and "Cannot reach the inference database" in out.stderr and "Traceback" not in out.stderr
 
 
+def test_cli_predict_gives_a_ctr_models_own_scores(fitted, bundles, ssdb, tmp_path):
+    env = {**os.environ, "SSDB": ssdb, "RECARENA_HOME": str(tmp_path)}
+    exe = [sys.executable, "-m", "recarena.cli", "serve"]
+    out = subprocess.run([*exe, "deploy", str(bundles["dcnv2"]), "--name", "ctr", "--no-progress"], env=env,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    model = fitted["dcnv2"]
+    u = raw_users(model)[2]
+    items = [model.item_ids_.raw[i] for i in (0, 3, 9)]
+    out = subprocess.run([*exe, "predict", str(u), *map(str, items), "--name", "ctr", "--json"], env=env,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    np.testing.assert_allclose([p["score"] for p in got["predictions"]], model.predict_raw([u] * 3, items),
+                               rtol=1e-5, atol=1e-5)
+    out = subprocess.run([*exe, "recommend", str(u), "--name", "ctr"], env=env, capture_output=True, text=True)
+    assert out.returncode == 2 and "recarena serve predict" in out.stderr
+
+
 def test_status_counts_calls(fitted, bundles, ssdb, wire):
     serving.deploy([bundles["bpr"]], ssdb, name="st", progress=False)
     svc = serving.Service(ssdb, "st")

@@ -32,6 +32,13 @@ def main(argv: list[str]) -> int:
     r.add_argument("--ssdb")
     r.add_argument("--name", default="default")
     r.add_argument("--json", action="store_true")
+    pr = sub.add_parser("predict", help="scores of raw (user, item) pairs (a rating or click probability), "
+                                        "computed in the database")
+    pr.add_argument("user")
+    pr.add_argument("items", nargs="+")
+    pr.add_argument("--ssdb")
+    pr.add_argument("--name", default="default")
+    pr.add_argument("--json", action="store_true")
     s_ = sub.add_parser("status", help="what is deployed, versions, split, call counts and latency")
     s_.add_argument("--ssdb")
     s_.add_argument("--name", default="default")
@@ -63,8 +70,24 @@ def main(argv: list[str]) -> int:
         for e in routing["entries"]:
             print(f"endpoint {a.name!r} rolled back to {e['model']} (run {e['run_id']}, version {e['version']}, weight {e['weight']:g})")
         return 0
+    def raw(x: str):
+        return int(x) if x.lstrip("-").isdigit() else x
+
+    if a.cmd == "predict":
+        svc = serving.Service(a.ssdb, a.name)
+        try:
+            out = svc.predict(raw(a.user), [raw(i) for i in a.items])
+        finally:
+            svc.close()
+        if a.json:
+            print(json.dumps(out))
+            return 0
+        print(f"user {out['user']}: {out['model']} (version {out['version']})")
+        for it in out["predictions"]:
+            print(f"  {it['item']!s:<10} {it['score']:9.4f}")
+        return 0
     if a.cmd == "recommend":
-        user = int(a.user) if a.user.lstrip("-").isdigit() else a.user
+        user = raw(a.user)
         svc = serving.Service(a.ssdb, a.name)
         try:
             out = svc.recommend(user, a.k)

@@ -405,7 +405,7 @@ class Service:
             items, scores = np.asarray(v.meta["popular"][:k]), np.asarray(v.meta["popular_counts"][:k], np.float32)
             out["fallback"] = "popularity (unknown user)"
         elif "recommend" not in v.meta["kinds"] and "table" not in v.meta["kinds"]:
-            raise RecArenaError(f"{entry['model']} serves rating predictions only (no ranking graph); use predict.")
+            raise RecArenaError(f"{entry['model']} serves rating predictions only (no ranking graph); use predict (recarena serve predict USER ITEM...).")
         else:
             if k > (v.meta["k"] or 0):
                 raise RecArenaError(f"k={k} but {entry['model']} was exported with k={v.meta['k']}; export again with -k {k}.")
