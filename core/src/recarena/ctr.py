@@ -33,8 +33,8 @@ from recarena.torch_model import Stage, TorchRecommender
 
 
 @functools.cache
-def _takes_reg(cls: type) -> bool:
-    return "reg" in declared(cls)
+def _takes(cls: type, param: str) -> bool:
+    return param in declared(cls)
 
 
 class CTRRecommender(TorchRecommender):
@@ -84,7 +84,7 @@ class CTRRecommender(TorchRecommender):
         """A regularization term added to the loss, from the batch's feature ids ``feats``
         int64 ``[B, F]``. A plugin that declares a ``reg`` parameter gets ``embedding_l2(reg,
         net.v, feats)`` (L2 on the embedding rows the batch uses), one that does not, none."""
-        return embedding_l2(float(self.reg), net.v, feats) if _takes_reg(type(self)) else 0.0
+        return embedding_l2(float(self.reg), net.v, feats) if _takes(type(self), "reg") else 0.0
 
     def predict_pairs(self, net, users, items):
         out = self.logits(net, self._feats(net, users, items))
@@ -123,18 +123,38 @@ class FMPretraining:
     a ``LinearPart`` with an embedding ``v``) and that takes ``dim``, ``reg``, ``pretrain_epochs``
     (0: no stage) and ``pretrain_lr``: declares the FM stage (same ``dim``, ``reg``,
     ``batch_size``, ``use_side``; FM converges best at a larger step than a deep part tolerates,
-    hence its own lr) and starts the network's ``w0``, ``w``, ``v`` from it."""
+    hence its own lr) and starts the network's ``w0``, ``w``, ``v`` from it.
+
+    A plugin whose network can compute the FM exactly may also declare ``fm_start``: its network
+    implements ``start_as_fm()`` (called after the hand-over) and the plugin lists what that
+    needs in ``fm_start_needs()``; an unmet need is refused before the FM stage trains."""
 
     _parameter_constraints = {"pretrain_epochs": [Interval(int, 0, None)],
                               "pretrain_lr": [Interval(float, 0, None, closed="neither")]}
 
+    def fm_start_needs(self) -> dict[str, bool]:
+        """``{condition: met}`` beyond an FM stage, for a plugin that declares ``fm_start``."""
+        return {}
+
+    def _starts_as_fm(self) -> bool:
+        return _takes(type(self), "fm_start") and bool(self.fm_start)
+
     def stages(self):
+        if self._starts_as_fm():
+            need = {"pretrain_epochs > 0": self.pretrain_epochs > 0, **self.fm_start_needs()}
+            missing = [k for k, ok in need.items() if not ok]
+            if missing:
+                raise RecArenaError(f"{type(self).__name__}: fm_start=True needs {', '.join(missing)} (the "
+                                    "network starts as the FM only in the shape that can compute it, and "
+                                    "only from an FM stage).")
         return [Stage("fm", "pretrain_epochs", lambda m: FactorizationMachine(
             dim=m.dim, lr=m.pretrain_lr, reg=m.reg, batch_size=m.batch_size, use_side=m.use_side))]
 
     def init_from_stages(self, net, fitted):
-        # a network without a first-order part (DCN-V2) takes the embeddings alone
+        # a network without a first-order part would take the embeddings alone
         own = dict(net.named_parameters())
         for name in ("w0", "w.weight", "v.weight"):
             if name in own:
                 own[name].copy_(fitted["fm"].get_parameter(name))
+        if self._starts_as_fm():
+            net.start_as_fm()

@@ -20,7 +20,6 @@ from torch import nn
 
 from recarena import Capabilities, Task
 from recarena.ctr import CTRRecommender, FMPretraining
-from recarena.errors import RecArenaError
 from recarena.nn import MLP, CrossNetwork, LinearPart, field_embedding
 from recarena.params import Interval, IntSequence, Options
 
@@ -108,23 +107,10 @@ class DCNV2(FMPretraining, CTRRecommender):
                     bool(self.batch_norm), int(self.cross_layers), None if self.rank is None else int(self.rank),
                     int(self.n_experts), str(self.structure), bool(self.linear))
 
-    def stages(self):
-        if self.fm_start:
-            # checked before the FM stage trains, not after
-            need = {"pretrain_epochs > 0": self.pretrain_epochs > 0, "linear=True": bool(self.linear),
-                    "structure='parallel'": self.structure == "parallel", "rank=None (full rank)": self.rank is None,
-                    "cross_layers >= 2": self.cross_layers >= 2}
-            missing = [k for k, ok in need.items() if not ok]
-            if missing:
-                raise RecArenaError(f"dcnv2: fm_start=True needs {', '.join(missing)} (the cross network can "
-                                    "only start as the FM with a first-order part, a parallel full-rank cross "
-                                    "network of two layers or more, and an FM stage to start from).")
-        return super().stages()
-
-    def init_from_stages(self, net, fitted):
-        super().init_from_stages(net, fitted)
-        if self.fm_start:
-            net.start_as_fm()
+    def fm_start_needs(self):
+        # the FM's first-order part, and a cross network that can compute its pairwise term
+        return {"linear=True": bool(self.linear), "structure='parallel'": self.structure == "parallel",
+                "rank=None (full rank)": self.rank is None, "cross_layers >= 2": self.cross_layers >= 2}
 
     def penalty(self, net, feats):
         # the paper's (and RecBole's) L2 on the cross layers' weights, beside the embedding L2

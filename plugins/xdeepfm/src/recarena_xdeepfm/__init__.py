@@ -18,7 +18,6 @@ from torch import nn
 
 from recarena import Capabilities, Task
 from recarena.ctr import CTRRecommender, FMPretraining
-from recarena.errors import RecArenaError
 from recarena.nn import CIN, MLP, LinearPart, field_embedding
 from recarena.params import Interval, IntSequence, Options
 
@@ -96,18 +95,6 @@ class XDeepFM(FMPretraining, CTRRecommender):
                     bool(self.batch_norm), list(self.cin_layers), bool(self.split_half),
                     self.cin_activation == "relu")
 
-    def stages(self):
-        if self.fm_start:
-            # checked before the FM stage trains, not after
-            need = {"pretrain_epochs > 0": self.pretrain_epochs > 0,
-                    "cin_activation='identity'": self.cin_activation == "identity"}
-            missing = [k for k, ok in need.items() if not ok]
-            if missing:
-                raise RecArenaError(f"xdeepfm: fm_start=True needs {', '.join(missing)} (the CIN can start as "
-                                    "the FM only when its maps are linear, and only from an FM stage).")
-        return super().stages()
-
-    def init_from_stages(self, net, fitted):
-        super().init_from_stages(net, fitted)
-        if self.fm_start:
-            net.start_as_fm()
+    def fm_start_needs(self):
+        # a linear CIN computes the FM's pairwise term; a ReLU one cannot (the term can be negative)
+        return {"cin_activation='identity'": self.cin_activation == "identity"}
