@@ -80,3 +80,14 @@ def test_fm_pretraining_hands_over_the_parameters_the_network_has(name):
     for n in handed:
         torch.testing.assert_close(own[n], stage.network_.get_parameter(n))
     assert stage.network_.v.weight.abs().max() > 0.02  # the stage learned (init std .01)
+
+
+def test_predict_in_chunks_equals_predict_at_once():
+    """xdeepfm predicts predict_batch_size pairs at a time (its CIN is wide per row): the chunks
+    give what one call gives."""
+    train = binarize(_rating_data()[0], 4)
+    model = make("xdeepfm").fit(train, seed=0, trainer=KIT_TRAINER)
+    assert type(model).predict_batch_size < 65536
+    whole = model.predict(train.user, train.item, batch_size=len(train))
+    np.testing.assert_allclose(model.predict(train.user, train.item, batch_size=7), whole, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(model.predict(train.user, train.item), whole, rtol=1e-6, atol=1e-7)

@@ -269,11 +269,17 @@ class Recommender:
                             type(self).__name__, "_score_history").float()
 
     @torch.no_grad()
-    def predict(self, users, items, batch_size: int = 65536) -> np.ndarray:
-        """Predicted rating / probability / score of each pair: ``[N]`` ids -> float32 ``[N]``.
+    #: pairs per ``_predict`` call in ``predict``: a plugin whose network has wide intermediates
+    #: per row (xDeepFM's CIN) lowers it to bound its peak memory
+    predict_batch_size: int = 65536
+
+    def predict(self, users, items, batch_size: int | None = None) -> np.ndarray:
+        """Predicted rating / probability / score of each pair: ``[N]`` ids -> float32 ``[N]``,
+        ``batch_size`` pairs at a time (default ``predict_batch_size``).
 
         Rating models are clipped to the training data's rating scale.
         """
+        batch_size = int(batch_size or self.predict_batch_size)
         self._check_fitted()
         u = self._check_ids(users, self.n_users_, "user")
         i = self._check_ids(items, self.n_items_, "item")
