@@ -268,11 +268,11 @@ class Recommender:
         return check_output(self._score_history(u.to(self.device), indptr, indices), (len(u), self.n_items_),
                             type(self).__name__, "_score_history").float()
 
-    @torch.no_grad()
     #: pairs per ``_predict`` call in ``predict``: a plugin whose network has wide intermediates
     #: per row (xDeepFM's CIN) lowers it to bound its peak memory
     predict_batch_size: int = 65536
 
+    @torch.no_grad()
     def predict(self, users, items, batch_size: int | None = None) -> np.ndarray:
         """Predicted rating / probability / score of each pair: ``[N]`` ids -> float32 ``[N]``,
         ``batch_size`` pairs at a time (default ``predict_batch_size``).
