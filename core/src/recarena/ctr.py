@@ -5,15 +5,17 @@ The same network also predicts ratings when the plugin declares ``Task.RATING``:
 training data that is not 0/1 the logit plus the mean rating (buffer ``offset``) is the
 prediction, trained with squared error. The network's ``binary`` says which it learned.
 
-A plugin implements ``build_ctr_network(fields, train) -> nn.Module`` and
-``logits(network, feats [B, F] int64) -> [B] float32``. Its network keeps the field
-embeddings as ``v`` (an ``nn.Embedding`` over feature ids, as :class:`recarena.nn.FMPart`
-does): the id fields' rows are the user and item embeddings. The base adds to the network
-the field tables (buffers ``user_fields``, ``item_fields``) and ``field_names``.
+A plugin implements ``build_ctr_network(fields, train) -> nn.Module``, a network whose forward
+maps feature ids ``feats [B, F] int64`` to logits ``[B] float32`` (or overrides ``logits``). Its
+network keeps the field embeddings as ``v`` (an ``nn.Embedding`` over feature ids, as
+:class:`recarena.nn.FMPart` does): the id fields' rows are the user and item embeddings. The base
+adds to the network the field tables (buffers ``user_fields``, ``item_fields``) and
+``field_names``; a declared ``reg`` gives the per-batch embedding L2 (``penalty``).
 
-:class:`FMPretraining` gives a plugin whose network subclasses :class:`recarena.nn.FMPart` an
-FM pre-training stage (``pretrain_epochs``, ``pretrain_lr``): the FM, fitted and early-stopped
-alone, hands its ``w0``, ``w`` and ``v`` to the model (as DeepFM and NFM's authors start theirs).
+:class:`FactorizationMachine` is the FM itself. :class:`FMPretraining` gives a plugin whose
+network holds an FM's ``w0``, ``w``, ``v`` an FM pre-training stage (``pretrain_epochs``,
+``pretrain_lr``): the FM, fitted and early-stopped alone, hands them to the model (as DeepFM and
+NFM's authors start theirs), and with ``fm_start`` the network starts as that FM.
 """
 
 from __future__ import annotations
