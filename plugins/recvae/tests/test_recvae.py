@@ -1,0 +1,47 @@
+import torch
+
+from recarena.testing import KIT_TRAINER, _implicit_data, parametrize_with_checks
+from recarena_recvae import RecVAE
+
+
+@parametrize_with_checks([RecVAE(hidden=16, latent=8, epochs=24, batch_size=64, lr=0.02, enc_epochs=1, dec_epochs=1)])
+def test_conformance(model, check):
+    check(model)
+
+
+def test_updates_alternate_encoder_then_decoder():
+    """Each round trains the encoder alone for enc_epochs passes, then the decoder alone; the
+    old encoder of the prior is the encoder as it stood when the decoder's turn came."""
+    train, _, _ = _implicit_data()
+    seen = []
+
+    class Spy(RecVAE):
+        def loss(self, net, batch):
+            if net.training:
+                seen.append((self.phase(int(net.steps), net.steps_per_epoch),
+                             {n: p.detach().clone() for n, p in net.named_parameters()}))
+            return super().loss(net, batch)
+
+    m = Spy(hidden=8, latent=4, epochs=5, batch_size=50, enc_epochs=2, dec_epochs=1, lr=0.01)
+    m.fit(train, None, seed=0, trainer=KIT_TRAINER)
+    per = m.network_.steps_per_epoch
+    assert per == 3  # 120 users / 50
+    assert [p for p, _ in seen] == ["encoder"] * 6 + ["decoder"] * 3 + ["encoder"] * 6
+    after = {n: p.detach() for n, p in m.network_.named_parameters()}
+    states = [s for _, s in seen] + [after]
+    for step, (part, _) in enumerate(seen):
+        moved = {n for n in states[step] if not n.startswith("encoder_old.")
+                 and not torch.equal(states[step][n], states[step + 1][n])}
+        assert moved and all(n.startswith(part + ".") for n in moved), (step, part, sorted(moved)[:3])
+    # the old encoder is the encoder at step 6 (the start of the decoder's turn)
+    enc_at_6 = {n[len("encoder."):]: v for n, v in states[6].items() if n.startswith("encoder.")}
+    for n, v in m.network_.encoder_old.state_dict().items():
+        assert torch.equal(v, enc_at_6[n]), n
+
+
+def test_mixture_must_be_three_weights_summing_to_one():
+    import pytest
+
+    train, _, _ = _implicit_data()
+    with pytest.raises(ValueError, match="mixture.*three positive weights summing to 1"):
+        RecVAE(mixture=(0.5, 0.6, 0.1), epochs=1).fit(train, None, seed=0, trainer=KIT_TRAINER)
