@@ -39,7 +39,14 @@ SECOND_WAVE = {
     "dcnv2": {"dim": 4, "hidden": (8,), "rank": 2, "n_experts": 2, "structure": "parallel", "epochs": 2},
     "ffm": {"dim": 4, "epochs": 2},
 }
-SERVED = {**FIRST_WAVE, **SECOND_WAVE}
+# the autoencoders and the RBM: a user-row ranker's recommend graph builds the user's row from
+# the `seen` key the database feeds it as `exclude`
+AUTOENCODERS = {
+    "cdae": {"dim": 8, "epochs": 2}, "mult-vae": {"hidden": (16,), "latent": 4, "epochs": 2},
+    "mult-dae": {"latent": 8, "epochs": 2}, "recvae": {"hidden": 8, "latent": 4, "epochs": 2},
+    "deeprec": {"layers": (16, 8), "epochs": 2}, "rbm": {"hidden": 8, "epochs": 2},
+}
+SERVED = {**FIRST_WAVE, **SECOND_WAVE, **AUTOENCODERS}
 
 
 @pytest.fixture(scope="module")
