@@ -76,6 +76,10 @@ bench-train: setup
 bench-ctr *ARGS: setup
     {{py}} tests/bench/bench_ctr.py --data-dir "{{data_dir}}" {{ARGS}}
 
+# User-row autoencoders on recbole-ml1m: s/epoch and s/test evaluation beside RecBole's Mult-VAE
+bench-autoencoders *ARGS: setup
+    {{py}} tests/bench/bench_autoencoders.py --data-dir "{{data_dir}}" {{ARGS}}
+
 # Full-ranking evaluation speed (recbole-ml1m) and a 10k x 100k catalogue's memory
 bench-eval: setup
     {{py}} tests/bench/bench_eval.py --data-dir "{{data_dir}}"
