@@ -4,7 +4,7 @@ from recarena.testing import KIT_TRAINER, _implicit_data, parametrize_with_check
 from recarena_mult_dae import MultDAE
 
 
-@parametrize_with_checks([MultDAE(hidden=(16,), latent=8, epochs=30, batch_size=32, lr=0.01)])
+@parametrize_with_checks([MultDAE(hidden=(16,), latent=8, epochs=12, batch_size=32, lr=0.02)])
 def test_conformance(model, check):
     check(model)
 

@@ -4,7 +4,7 @@ from recarena.testing import KIT_TRAINER, _implicit_data, parametrize_with_check
 from recarena_mult_vae import MultVAE
 
 
-@parametrize_with_checks([MultVAE(hidden=(32,), latent=8, epochs=30, batch_size=32, lr=0.01, total_anneal_steps=50)])
+@parametrize_with_checks([MultVAE(hidden=(32,), latent=8, epochs=12, batch_size=32, lr=0.02, total_anneal_steps=50)])
 def test_conformance(model, check):
     check(model)
 

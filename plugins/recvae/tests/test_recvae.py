@@ -4,7 +4,7 @@ from recarena.testing import KIT_TRAINER, _implicit_data, parametrize_with_check
 from recarena_recvae import RecVAE
 
 
-@parametrize_with_checks([RecVAE(hidden=16, latent=8, epochs=24, batch_size=64, lr=0.02, enc_epochs=1, dec_epochs=1)])
+@parametrize_with_checks([RecVAE(hidden=16, latent=8, epochs=16, batch_size=64, lr=0.03, enc_epochs=1, dec_epochs=1)])
 def test_conformance(model, check):
     check(model)
 
