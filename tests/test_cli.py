@@ -175,6 +175,25 @@ def test_config_prints_each_value_with_its_layer(capsys):
     assert rows["trainer.precision"] == ("32-true", "recarena's trainer default")
 
 
+def test_a_protocols_model_block_may_set_that_models_trainer(tmp_path, capsys):
+    """models.<name>.trainer overrides the protocol's trainer block for that model only; a
+    misspelt setting there is refused like anywhere else."""
+    base = (Path(__file__).parents[1] / "configs/protocols/synthetic-rank.yaml").read_text()
+    proto = tmp_path / "p.yaml"
+    proto.write_text(base.replace("name: synthetic-rank", "name: p") + "\ntrainer: {patience: 10}\n"
+                     "models: {bpr: {dim: 8, trainer: {patience: 3}}}\n")
+    rows = {}
+    for model in ("bpr", "mf"):
+        r = inproc(capsys, "config", model, "--protocol", str(proto), "--json")
+        assert r.returncode == 0, r.stderr
+        rows[model] = {x["key"]: x["value"] for x in json.loads(r.stdout)}
+    assert rows["bpr"]["trainer.patience"] == 3 and rows["bpr"]["dim"] == 8
+    assert rows["mf"]["trainer.patience"] == 10
+    proto.write_text(proto.read_text().replace("{patience: 3}", "{patiense: 3}"))
+    r = inproc(capsys, "config", "bpr", "--protocol", str(proto))
+    assert r.returncode == 2 and "patiense" in r.stderr, r.stderr
+
+
 @pytest.mark.parametrize("line, flags, needle", [
     ("protocol: recbole-ml1m", ["--protocol", "synthetic-rank"],
      "names protocol 'recbole-ml1m' but the command line says 'synthetic-rank'"),

@@ -1,7 +1,8 @@
 """Config layering and validation.
 
 Precedence, lowest first: plugin defaults < configs/models/<name>.yaml < the protocol's
-``models.<name>`` / ``trainer`` blocks < an experiment file < ``--set key=value``.
+``trainer`` block < its ``models.<name>`` block (parameters, and trainer settings under
+``models.<name>.trainer``) < an experiment file < ``--set key=value``.
 A resolved config is plain data::
 
     {model, dataset, protocol, seed, params: {...}, trainer: {...}}
@@ -151,8 +152,11 @@ def resolve_with_sources(
     p = find_config("models", model_name)
     if p is not None:
         layers.append((str(p), read_yaml(p)))
-    proto_layer = {"trainer": protocol.get("trainer", {}) or {}}
-    proto_layer["params"] = ((protocol.get("models") or {}).get(model_name) or {})
+    # a model's block holds its parameters, and under the reserved key `trainer` the trainer
+    # settings it needs on this protocol (they override the protocol's own trainer block)
+    model_block = dict((protocol.get("models") or {}).get(model_name) or {})
+    model_trainer = model_block.pop("trainer", None) or {}
+    proto_layer = {"trainer": {**(protocol.get("trainer", {}) or {}), **model_trainer}, "params": model_block}
     where = f"protocol {protocol['name']}" + (f" ({protocol['_path']})" if protocol.get("_path") else "")
     layers.append((where, proto_layer))
     if experiment is not None:
