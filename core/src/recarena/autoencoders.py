@@ -14,7 +14,6 @@ recommend graph already receives. A plugin implements:
   scores from rows, deterministic (the network is in eval mode when scoring)
 - ``loss(network, batch)``: ``batch["user"]`` int64 ``[B]`` (users with a training item) and
   ``batch["row"]`` float32 ``[B, n_items]`` (their training rows, 0/1); ``batch_size`` counts users
-  (or interactions, for a plugin with a ``sampling`` parameter set to ``"interactions"``)
 
 A **rating-row model** keeps the training ratings in a :class:`RatingRows` block inside its
 network, so a saved model or its predict graph reconstructs a row without the training data.
@@ -60,16 +59,8 @@ class UserRowRecommender(TorchRecommender):
     def forward_rows(self, network: nn.Module, rows: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError(f"{type(self).__name__} implements forward_rows(network, rows [B, n_items], users [B])")
 
-    #: how an epoch visits the users, read from a plugin parameter ``sampling`` when it declares
-    #: one: ``"users"`` once each (the papers' scheme; ``batch_size`` counts users) or
-    #: ``"interactions"`` once per training interaction (RecBole's scheme for its autoencoders:
-    #: a user with n items is n rows of an epoch; ``batch_size`` counts interactions)
-    SAMPLING = ("users", "interactions")
-
     # ---- training data: one batch entry per user with a training item -----------------------
     def training_tensors(self, train, network):
-        if getattr(self, "sampling", "users") == "interactions":
-            return {"user": torch.from_numpy(train.user.astype(np.int64))}
         counts = train.user_counts()
         return {"user": torch.from_numpy(np.flatnonzero(counts > 0).astype(np.int64))}
 

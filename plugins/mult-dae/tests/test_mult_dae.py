@@ -20,23 +20,3 @@ def test_loss_is_multinomial_likelihood_plus_weight_l2():
         want = -(torch.log_softmax(logits, 1) * rows).sum(1).mean() + 0.5 * (enc.weight.pow(2).sum() + dec.weight.pow(2).sum())
         got = m.loss(net, {"row": rows, "user": torch.arange(5)})
     torch.testing.assert_close(got, want)
-
-
-def test_sampling_by_interactions_visits_a_user_once_per_item():
-    """sampling="interactions" (RecBole's scheme): an epoch's batches hold each user as many
-    times as they have training items; "users": once each."""
-    import numpy as np
-
-    train, _, _ = _implicit_data()
-    counts = np.bincount(train.user, minlength=train.n_users)
-    for sampling, want in (("interactions", counts), ("users", (counts > 0).astype(int))):
-        seen: list = []
-
-        class Spy(MultDAE):
-            def loss(self, net, batch, seen=seen):
-                seen.append(batch["user"].numpy().copy())
-                np.testing.assert_array_equal(batch["row"].numpy(), train.csr()[batch["user"].numpy()].toarray() > 0)
-                return super().loss(net, batch)
-
-        Spy(latent=4, epochs=1, batch_size=64, sampling=sampling).fit(train, None, seed=0, trainer=KIT_TRAINER)
-        np.testing.assert_array_equal(np.bincount(np.concatenate(seen), minlength=train.n_users), want)

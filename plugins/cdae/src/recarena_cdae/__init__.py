@@ -42,13 +42,12 @@ class CDAE(UserRowRecommender):
     L2 .01); the paper's best on its data used sigmoid hidden units and 50 dimensions."""
 
     _parameter_constraints = {
-        "sampling": [Options(*UserRowRecommender.SAMPLING)],
         "dim": [Interval(int, 1, None)], "corruption": [Interval(float, 0, 1, closed="left")],
         "activation": [Options(*_ACTIVATIONS)], "loss_type": [Options("bce", "mse")], "reg": [Interval(float, 0, None)],
     }
 
     def __init__(self, dim: int = 64, corruption: float = 0.5, activation: str = "relu", loss_type: str = "bce",
-                 reg: float = 0.01, epochs: int = 300, batch_size: int = 256, lr: float = 0.001, optimizer: str = "adam", sampling: str = "users",
+                 reg: float = 0.01, epochs: int = 300, batch_size: int = 256, lr: float = 0.001, optimizer: str = "adam",
                  weight_decay: float = 0.0):
         self.dim = dim
         self.corruption = corruption
@@ -56,8 +55,6 @@ class CDAE(UserRowRecommender):
         self.loss_type = loss_type
         # lambda / 2 (||W||^2 + ||W'||^2) per batch, plus lambda / 2 ||V_u||^2 averaged over its users
         self.reg = reg
-        # "interactions": an epoch visits each user once per training item (RecBole's scheme)
-        self.sampling = sampling
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr

@@ -9,7 +9,7 @@ from __future__ import annotations
 from torch import nn
 
 from recarena.autoencoders import UserRowRecommender, multinomial_nll, tanh_tower, weight_l2
-from recarena.params import Interval, IntSequence, Options
+from recarena.params import Interval, IntSequence
 
 
 class _Net(nn.Module):
@@ -31,21 +31,18 @@ class MultDAE(UserRowRecommender):
     times the weights' sum of squares per batch (``reg`` = 2e-5)."""
 
     _parameter_constraints = {
-        "sampling": [Options(*UserRowRecommender.SAMPLING)],
         "hidden": [IntSequence(1, None, min_len=0)], "latent": [Interval(int, 1, None)],
         "dropout": [Interval(float, 0, 1, closed="left")], "reg": [Interval(float, 0, None)],
     }
 
     def __init__(self, hidden: tuple = (), latent: int = 200, dropout: float = 0.5, reg: float = 2e-5,
-                 epochs: int = 200, batch_size: int = 500, lr: float = 0.001, optimizer: str = "adam", sampling: str = "users",
+                 epochs: int = 200, batch_size: int = 500, lr: float = 0.001, optimizer: str = "adam",
                  weight_decay: float = 0.0):
         self.hidden = hidden
         self.latent = latent
         self.dropout = dropout
         # lambda sum ||W||^2 added to each batch's loss (the paper's TensorFlow objective)
         self.reg = reg
-        # "interactions": an epoch visits each user once per training item (RecBole's scheme)
-        self.sampling = sampling
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr

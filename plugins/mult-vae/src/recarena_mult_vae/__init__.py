@@ -16,7 +16,7 @@ from recarena.autoencoders import (
     tanh_tower,
     weight_l2,
 )
-from recarena.params import Interval, IntSequence, Options
+from recarena.params import Interval, IntSequence
 
 
 class _Net(nn.Module):
@@ -42,7 +42,6 @@ class MultVAE(UserRowRecommender):
     dropout .5, Adam 1e-3, batch 500 users, beta annealed to .2 over 200,000 updates."""
 
     _parameter_constraints = {
-        "sampling": [Options(*UserRowRecommender.SAMPLING)],
         "hidden": [IntSequence(1, None, min_len=0)], "latent": [Interval(int, 1, None)],
         "dropout": [Interval(float, 0, 1, closed="left")], "anneal_cap": [Interval(float, 0, None)],
         "total_anneal_steps": [Interval(int, 1, None)], "reg": [Interval(float, 0, None)],
@@ -50,7 +49,7 @@ class MultVAE(UserRowRecommender):
 
     def __init__(self, hidden: tuple = (600,), latent: int = 200, dropout: float = 0.5, anneal_cap: float = 0.2,
                  total_anneal_steps: int = 200000, reg: float = 0.0, epochs: int = 200, batch_size: int = 500,
-                 lr: float = 0.001, optimizer: str = "adam", sampling: str = "users", weight_decay: float = 0.0):
+                 lr: float = 0.001, optimizer: str = "adam", weight_decay: float = 0.0):
         self.hidden = hidden
         self.latent = latent
         self.dropout = dropout
@@ -58,8 +57,6 @@ class MultVAE(UserRowRecommender):
         self.total_anneal_steps = total_anneal_steps
         # L2 on the weights (the paper's TensorFlow code: lambda sum ||W||^2, per batch)
         self.reg = reg
-        # "interactions": an epoch visits each user once per training item (RecBole's scheme)
-        self.sampling = sampling
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
