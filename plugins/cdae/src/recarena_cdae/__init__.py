@@ -80,7 +80,3 @@ class CDAE(UserRowRecommender):
     def forward_rows(self, net, rows, users):
         # logits: the sigmoid is monotone, so the ranking is the same
         return net(rows, users)
-
-    def _embeddings(self):
-        return {"user": self.network_.user_node.weight.detach().numpy().copy(),
-                "item": self.network_.decoder.weight.detach().numpy().copy()}
