@@ -282,15 +282,23 @@ def test_ctrl_c_stops_cleanly(env, tmp_path):
           - {model: hang, protocols: [synthetic-rank], dataset: synthetic-4000}
           - {model: pop, protocols: [synthetic-rank], dataset: synthetic-4000}
     """)
+    # SIGINT back to its default in the sweep: a suite started as a background job of a shell
+    # without job control inherits SIGINT ignored, and Python keeps an inherited SIG_IGN
     p = subprocess.Popen([sys.executable, "-m", "recarena.cli", "sweep", str(path), "--json"], env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    logs = Path(env["RECARENA_HOME"]) / "sweeps" / "c"
-    deadline = time.time() + 60
-    while not (logs.exists() and any(logs.iterdir())) and time.time() < deadline:
-        time.sleep(0.1)
-    time.sleep(1.0)  # the hanging run is under way
-    p.send_signal(signal.SIGINT)
-    out, _ = p.communicate(timeout=30)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        logs = Path(env["RECARENA_HOME"]) / "sweeps" / "c"
+        deadline = time.time() + 60
+        while not (logs.exists() and any(logs.iterdir())) and time.time() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.0)  # the hanging run is under way
+        p.send_signal(signal.SIGINT)
+        out, _ = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:  # a failed test leaves no sweep (nor its hanging run) behind
+            p.kill()
+            p.wait()
     assert p.returncode == 130
     summary = json.loads(out)
     assert summary["interrupted"] and summary["counts"].get("interrupted") == 1

@@ -251,6 +251,8 @@ def run_hash(run: Run) -> str:
 # ------------------------------------------------------------------ processes
 def _die_with_parent() -> None:
     os.setsid()
+    # the sweep blocks SIGINT while it starts a run; the run itself must not inherit the block
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     try:  # Linux: the child gets SIGKILL when the sweep dies, however it dies
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except OSError:
@@ -452,11 +454,17 @@ class Sweep:
                 env["CUDA_VISIBLE_DEVICES"] = gpu or ""
             else:
                 env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // self.jobs)))
-            out = open(logs / f"{run.run_id}.log", "wb")
-            p = subprocess.Popen(self.command(run), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                 preexec_fn=_die_with_parent)
-            run.status, run.started = "running", time.time()
-            running[p.pid] = (run, p, out, gpu)
+            # Ctrl-C waits until the run is registered: an interrupt between the start of the
+            # process and its registration would leave it unkilled and unwaited
+            mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            try:
+                out = open(logs / f"{run.run_id}.log", "wb")
+                p = subprocess.Popen(self.command(run), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     env=env, preexec_fn=_die_with_parent)
+                run.status, run.started = "running", time.time()
+                running[p.pid] = (run, p, out, gpu)
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
         def finish(run: Run, p: subprocess.Popen, out, gpu, reason: str | None) -> None:
             out.close()
