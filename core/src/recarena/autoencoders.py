@@ -129,6 +129,10 @@ class RatingRows(nn.Module):
         """(row ids, column ids) of user-item pairs."""
         return (items, users) if self.item_based else (users, items)
 
+    def trained_rows(self) -> torch.Tensor:
+        """int64 ids of the rows with a training rating: what a rating-row model trains on."""
+        return torch.nonzero(self.M.sum(1) > 0).view(-1)
+
     def fallback(self, rows: torch.Tensor, cols: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         row_known = self.known[rows]
         col_known = self.known[self.n_rows + cols]

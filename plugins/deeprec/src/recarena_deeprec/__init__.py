@@ -82,7 +82,7 @@ class DeepRec(TorchRecommender):
         return _Net(RatingRows(train, bool(self.item_based)), [int(h) for h in self.layers], bool(self.last_activation))
 
     def training_tensors(self, train, network):
-        return {"row": torch.nonzero(network.rows.M.sum(1) > 0).view(-1)}
+        return {"row": network.rows.trained_rows()}
 
     def loss(self, net, batch):
         x, m = net.rows.R[batch["row"]], net.rows.M[batch["row"]]

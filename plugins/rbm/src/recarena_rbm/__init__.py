@@ -98,7 +98,7 @@ class RBM(TorchRecommender):
                     int(self.hidden), float(self.init_std))
 
     def training_tensors(self, train, network):
-        return {"row": torch.nonzero(network.rows.M.sum(1) > 0).view(-1)}
+        return {"row": network.rows.trained_rows()}
 
     def loss(self, net, batch):
         v0 = net.onehot(batch["row"])
