@@ -83,12 +83,12 @@ class RecVAE(UserRowRecommender):
         "hidden": [Interval(int, 1, None)], "latent": [Interval(int, 1, None)], "gamma": [Interval(float, 0, None)],
         "beta": [Interval(float, 0, None)], "dropout": [Interval(float, 0, 1, closed="left")],
         "enc_epochs": [Interval(int, 1, None)], "dec_epochs": [Interval(int, 1, None)],
-        "mixture": [list, tuple],
+        "mixture": [list, tuple], "noise_scale": [Interval(float, 0, None)],
     }
 
     def __init__(self, hidden: int = 600, latent: int = 200, gamma: float = 0.005, beta: float = 0.2,
                  dropout: float = 0.5, enc_epochs: int = 3, dec_epochs: int = 1, mixture: tuple = (0.15, 0.75, 0.1),
-                 epochs: int = 200, batch_size: int = 500, lr: float = 0.0005, optimizer: str = "adam",
+                 noise_scale: float = 1.0, epochs: int = 200, batch_size: int = 500, lr: float = 0.0005, optimizer: str = "adam",
                  weight_decay: float = 0.0):
         self.hidden = hidden
         self.latent = latent
@@ -99,6 +99,10 @@ class RecVAE(UserRowRecommender):
         self.enc_epochs = enc_epochs
         self.dec_epochs = dec_epochs
         self.mixture = mixture
+        # standard deviation of the reparameterisation noise, in units of the posterior's: 1 is the
+        # paper's sampling; RecBole draws it with std .01, which leaves the KL term as a regulariser
+        # of a nearly deterministic code
+        self.noise_scale = noise_scale
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -138,7 +142,7 @@ class RecVAE(UserRowRecommender):
         else:
             dropout = 0.0
         mu, logvar = net.encoder(rows, dropout)
-        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if net.training else mu
+        z = mu + float(self.noise_scale) * torch.randn_like(mu) * (0.5 * logvar).exp() if net.training else mu
         mll = (torch.log_softmax(net.decoder(z), 1) * rows).sum(1)
         weight = float(self.gamma) * rows.sum(1) if self.gamma else torch.full_like(mll, float(self.beta))
         kl = (_log_normal(z, mu, logvar) - net.log_prior(rows, z)).sum(1)
