@@ -20,10 +20,11 @@ from typing import Any
 
 import yaml
 
+from recarena.data.files import DATA_CONSTRAINTS
 from recarena.errors import RecArenaError, UnknownNameError
 from recarena.paths import config_dirs
 
-TOP_KEYS = {"model", "dataset", "protocol", "seed", "params", "trainer", "protocol_version", "protocol_hash"}
+TOP_KEYS = {"model", "dataset", "protocol", "seed", "params", "trainer", "data", "protocol_version", "protocol_hash"}
 
 
 class _Loader(yaml.SafeLoader):
@@ -92,6 +93,9 @@ def parse_sets(sets: list[str]) -> dict[str, Any]:
         if not eq or not key:
             raise RecArenaError(f"--set expects key=value, got {s!r}.")
         key = key.strip()
+        if key in ("protocol", "dataset", "model"):
+            flag = {"protocol": "--protocol", "dataset": "--dataset", "model": "the model argument"}[key]
+            raise RecArenaError(f"--set {s}: the {key} is chosen with {flag}, not with --set.")
         section, dot, sub = key.partition(".")
         if not dot:
             section, sub = ("params", key) if key not in TOP_KEYS else (key, None)
@@ -202,8 +206,14 @@ def resolve_with_sources(
                 f"{protocol_hash}): its results would not be comparable."
             )
         if "seed" in layer and layer["seed"] is not None:
+            if isinstance(layer["seed"], bool) or not isinstance(layer["seed"], int) or layer["seed"] < 0:
+                raise P.InvalidParameterError("the run", "seed", layer["seed"], "an integer in [0, inf]", where)
             cfg["seed"] = int(layer["seed"])
             sources["seed"] = where
+        _check_section(layer, "data", set(DATA_CONSTRAINTS), f"{where} (data settings)")
+        if layer.get("data") and where != "plugin defaults":
+            cfg.setdefault("data", {}).update(layer["data"])
+            sources.update({f"data.{k}": where for k in layer["data"]})
         for section in ("params", "trainer"):
             block = layer.get(section) or {}
             cfg[section].update(block)
@@ -213,6 +223,19 @@ def resolve_with_sources(
     P.validate_mapping(TRAINER_CONSTRAINTS, cfg["trainer"],
                        {k.partition(".")[2]: v for k, v in sources.items() if k.startswith("trainer.")},
                        owner="the trainer settings")
+    if cfg.get("data"):
+        from recarena.data.files import is_file_dataset, resolve_source
+
+        P.validate_mapping(DATA_CONSTRAINTS, cfg["data"],
+                           {k.partition(".")[2]: v for k, v in sources.items() if k.startswith("data.")},
+                           owner="the data settings")
+        if not is_file_dataset(cfg["dataset"]):
+            raise RecArenaError(
+                f"The data settings ({', '.join(sorted(cfg['data']))}) say how to read your own file; dataset "
+                f"{cfg['dataset']!r} is a registered one, read by its own loader. Drop them, or name a "
+                ".csv/.tsv/.parquet file or a dataset YAML with --dataset."
+            )
+        resolve_source(cfg["dataset"], cfg["data"])  # every value checked before any data is read
     return cfg, sources
 
 

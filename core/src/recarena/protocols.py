@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +25,10 @@ from recarena.eval.evaluator import (
 
 PROTOCOL_KEYS = {
     "name", "version", "description", "dataset", "task", "filter", "split", "metrics", "select",
-    "anchors", "trainer", "models", "eval", "notes", "refit",
+    "anchors", "trainer", "models", "eval", "notes", "refit", "duplicates",
 }
+#: what a protocol does with repeated (user, item) rows (``duplicates:``); keep is the default
+DUPLICATE_RULES = ("keep", "last", "mean", "error")
 SPLIT_METHODS = {"ratio_by_user", "global_random", "leave_one_out", "global_temporal", "user_holdout", "predefined", "ncf_files"}
 
 
@@ -40,7 +42,11 @@ def content_hash(proto: dict[str, Any]) -> str:
     import hashlib
     import json
 
-    blob = json.dumps({k: proto.get(k) for k in IDENTITY_KEYS}, sort_keys=True, default=str)
+    ident = {k: proto.get(k) for k in IDENTITY_KEYS}
+    # `duplicates: keep` is what every protocol did before the key existed: same hash
+    if proto.get("duplicates", "keep") != "keep":
+        ident["duplicates"] = proto["duplicates"]
+    blob = json.dumps(ident, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -78,6 +84,8 @@ def load_protocol(name: str) -> dict[str, Any]:
     p["select"] = str(p["select"]).lower()
     for m in [*p["metrics"], p["select"]]:
         parse_metric(m)
+    if p.get("duplicates", "keep") not in DUPLICATE_RULES:
+        raise UnknownNameError("duplicates rule", str(p["duplicates"]), DUPLICATE_RULES, where=str(path))
     method = p["split"].get("method")
     if method not in SPLIT_METHODS:
         raise UnknownNameError("split method", str(method), SPLIT_METHODS, where=str(path))
@@ -91,6 +99,7 @@ class Prepared:
     data: Interactions
     split: splits.Split
     negatives: np.ndarray | None = None  # sampled evaluation
+    notes: list[str] = field(default_factory=list)  # what preparing the data did that a user should hear
 
     @property
     def select(self) -> str:
@@ -121,7 +130,10 @@ class Prepared:
         return RankingEvaluator(target, exclude, metrics, item_popularity=s.train.item_counts())
 
 
-def prepare(protocol: dict[str, Any], dataset: str | None = None, data_dir=None, seed: int = 0) -> Prepared:
+def prepare(protocol: dict[str, Any], dataset: str | None = None, data_dir=None, seed: int = 0,
+            data_options: dict[str, Any] | None = None) -> Prepared:
+    """Load, filter and split ``dataset`` (default: the protocol's) as the protocol says.
+    ``data_options``: how to read the user's own file (the run's ``data`` section)."""
     ds = dataset or protocol["dataset"]
     if protocol["dataset"] not in ("any", ds):
         raise RecArenaError(
@@ -129,8 +141,21 @@ def prepare(protocol: dict[str, Any], dataset: str | None = None, data_dir=None,
         )
     if ds == "any":
         raise RecArenaError(f"Protocol {protocol['name']!r} works on any dataset: name one with --dataset.")
-    data = datasets.load_any(ds, data_dir)
+    data = datasets.load_any(ds, data_dir, data_options)
+    if len(data) == 0:
+        raise RecArenaError(f"Dataset {ds!r} has no rows.")
+    notes: list[str] = []
+    rule = protocol.get("duplicates", "keep")
+    data, n_dup = filtering.resolve_duplicates(data, rule)
+    if n_dup:
+        did = {"keep": "kept", "last": "dropped, the last of each kept", "mean": "merged into their mean rating",
+               "error": ""}[rule]
+        notes.append(f"{n_dup:,} repeated (user, item) row(s) {did} (protocol duplicates: {rule})")
     data = filtering.apply_filters(data, protocol.get("filter"))
+    if len(data) == 0:
+        raise RecArenaError(
+            f"Dataset {ds!r}: no rows left after the filters of protocol {protocol['name']!r} ({protocol.get('filter')})."
+        )
     sp = dict(protocol["split"])
     method = sp.pop("method")
     split_seed = int(sp.pop("seed", seed))
@@ -159,7 +184,10 @@ def prepare(protocol: dict[str, Any], dataset: str | None = None, data_dir=None,
         from recarena.data.sampling import sample_eval_negatives
 
         negatives = sample_eval_negatives(data, s.test, int(protocol["eval"].get("negatives", 99)), seed=split_seed)
-    return Prepared(protocol, data, s, negatives)
+    if len(s.train) == 0:
+        raise RecArenaError(f"Dataset {ds!r} under protocol {protocol['name']!r}: the training split is empty "
+                            f"({len(data)} rows in all).")
+    return Prepared(protocol, data, s, negatives, notes)
 
 
 def _predefined(data: Interactions, ds: str, data_dir, train_file: str, test_file: str) -> splits.Split:

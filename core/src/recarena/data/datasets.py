@@ -22,7 +22,7 @@ import pandas as pd
 
 from recarena.data.interactions import Interactions
 from recarena.data.io import read_table
-from recarena.errors import DataFileError, UnknownNameError
+from recarena.errors import DataFileError, RecArenaError, UnknownNameError
 
 ML100K_GENRES = [
     "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
@@ -286,38 +286,15 @@ def load_table(
     rating_scale: tuple[float, float] | None = None,
 ) -> Interactions:
     """A generic CSV/TSV/Parquet file; ``columns`` maps our names (user, item, rating,
-    timestamp) to the file's column names."""
-    path = Path(path)
-    if not path.exists():
-        raise DataFileError(f"Data file {path} does not exist.")
-    columns = {"user": "user", "item": "item", "rating": "rating", "timestamp": "timestamp", **(columns or {})}
-    unknown = set(columns) - {"user", "item", "rating", "timestamp"}
-    if unknown:
-        raise UnknownNameError("column role", sorted(unknown)[0], ["user", "item", "rating", "timestamp"])
-    if path.suffix in (".parquet", ".pq"):
-        df = pd.read_parquet(path)
-    else:
-        sep = sep or ("\t" if path.suffix in (".tsv", ".tab") else ",")
-        df = pd.read_csv(path, sep=sep)
-    for role in ("user", "item"):
-        if columns[role] not in df.columns:
-            raise DataFileError(
-                f"{path}: column {columns[role]!r} (mapped to {role}) not found; the file has {list(df.columns)}."
-            )
-    out = pd.DataFrame({"user": df[columns["user"]], "item": df[columns["item"]]})
-    for role in ("rating", "timestamp"):
-        col = columns[role]
-        if col in df.columns:
-            vals = pd.to_numeric(df[col], errors="coerce")
-            if vals.isna().any():
-                r = int(np.flatnonzero(vals.isna().to_numpy())[0])
-                line = f":{r + 2}" if path.suffix not in (".parquet", ".pq") else f" row {r}"
-                raise DataFileError(f"{path}{line}: column {col!r} must be a number, got {df[col].iloc[r]!r}.")
-            out[role] = vals
-    data = Interactions.from_frame(out, rating="rating" if "rating" in out else None)
-    data.rating_scale = rating_scale
-    data.name = path.stem
-    return data
+    timestamp) to the file's column names (:func:`recarena.data.files.load_file`)."""
+    from recarena.data.files import load_file
+
+    opts: dict = dict(columns or {})
+    if sep is not None:
+        opts["sep"] = sep
+    if rating_scale is not None:
+        opts["rating_scale"] = list(rating_scale)
+    return load_file(str(path), opts)
 
 
 ML100K_MD5 = {"u.data": "6e47046882bad158b0efbb84cd5cb987", "u.item": "c9e7f390115d79079537301d5204f3f7", "u.user": "1b53539edc13caad0282c8500608a319", "u1.base": "4325f44281c9f8c119a3694662d63fc2", "u1.test": "62d5d837e7c8e36550cc956b09c2ecc8"}  # fmt: skip
@@ -356,8 +333,10 @@ def checksums(name: str, data_dir=None) -> dict[str, str]:
 
     if name == "synthetic" or name.startswith("synthetic-"):
         return {}
-    if name not in REGISTRY and Path(name).suffix in (".csv", ".tsv", ".parquet", ".pq"):
-        files = [Path(name)]
+    from recarena.data.files import is_file_dataset, resolve_source
+
+    if is_file_dataset(name):
+        files = [resolve_source(name)[0]]
     else:
         folder = dataset_dir(name, data_dir, download=False)
         spec = get_spec(name)
@@ -376,10 +355,18 @@ def checksums(name: str, data_dir=None) -> dict[str, str]:
     return out
 
 
-def load_any(name: str, data_dir=None) -> Interactions:
-    """Registry name, ``synthetic[-N]``, or a path to a CSV/Parquet file."""
+def load_any(name: str, data_dir=None, options: dict | None = None) -> Interactions:
+    """Registry name, ``synthetic[-N]``, a path to a CSV/TSV/Parquet file or a dataset YAML;
+    ``options``: the run's ``data`` section, for the last two only."""
+    from recarena.data.files import is_file_dataset, load_file
+
+    if is_file_dataset(name):
+        return load_file(name, options)
+    if options:
+        raise RecArenaError(
+            f"The data settings ({', '.join(sorted(options))}) say how to read your own file; dataset {name!r} "
+            "is a registered one, read by its own loader. Drop them, or name a .csv/.tsv/.parquet file."
+        )
     if name == "synthetic" or name.startswith("synthetic-"):
         return synthetic_loader(name)
-    if name not in REGISTRY and Path(name).suffix in (".csv", ".tsv", ".parquet", ".pq"):
-        return load_table(name)
     return load(name, data_dir)

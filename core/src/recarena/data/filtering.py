@@ -76,6 +76,37 @@ def dedupe(data: Interactions, keep: str = "last") -> Interactions:
     return data.take(np.sort(order[mask]))
 
 
+def resolve_duplicates(data: Interactions, rule: str = "keep") -> tuple[Interactions, int]:
+    """Apply a protocol's ``duplicates:`` rule to repeated (user, item) rows; returns the data
+    and how many rows repeated an earlier one.
+
+    keep: leave them (sequences repeat items on purpose); last: the latest row (by timestamp,
+    else file order); mean: one row with the mean rating and the latest timestamp; error: refuse."""
+    key = pd.Series(data.user * max(1, data.n_items) + data.item)
+    dup = key.duplicated().to_numpy()
+    n = int(dup.sum())
+    if n == 0 or rule == "keep":
+        return data, n
+    if rule == "error":
+        r = int(np.flatnonzero(dup)[0])
+        raise RecArenaError(
+            f"{data.name}: {n:,} repeated (user, item) row(s), the first user {data.users.to_raw(data.user[r])!r}, "
+            f"item {data.items.to_raw(data.item[r])!r}, and the protocol says duplicates: error."
+        )
+    if rule == "last":
+        return dedupe(data, keep="last"), n
+    first = ~dup
+    out = data.take(np.flatnonzero(first))
+    groups = pd.Series(np.arange(len(out)), index=key[first].to_numpy())[key.to_numpy()].to_numpy()
+    if data.rating is not None:
+        out.rating = (np.bincount(groups, data.rating, len(out)) / np.bincount(groups, minlength=len(out))).astype(np.float32)
+    if data.timestamp is not None:
+        ts = np.full(len(out), np.iinfo(np.int64).min)
+        np.maximum.at(ts, groups, data.timestamp)
+        out.timestamp = ts
+    return out, n
+
+
 def to_implicit(data: Interactions) -> Interactions:
     out = data.take(np.arange(len(data)))
     out.rating = None
@@ -95,16 +126,15 @@ def binarize(data: Interactions, threshold: float) -> Interactions:
 
 def apply_filters(data: Interactions, spec: dict | None) -> Interactions:
     """Apply a protocol's ``filter:`` block (keys: min_rating, drop_ratings, user_core,
-    item_core, dedupe, implicit, ctr_threshold), in that order."""
+    item_core, implicit, ctr_threshold), in that order (repeated rows: the protocol's
+    ``duplicates:`` rule, :func:`resolve_duplicates`, applied before)."""
     spec = dict(spec or {})
-    known = {"min_rating", "drop_ratings", "user_core", "item_core", "dedupe", "implicit", "ctr_threshold"}
+    known = {"min_rating", "drop_ratings", "user_core", "item_core", "implicit", "ctr_threshold"}
     unknown = set(spec) - known
     if unknown:
         from recarena.errors import UnknownNameError
 
         raise UnknownNameError("filter key", sorted(unknown)[0], known)
-    if spec.get("dedupe"):
-        data = dedupe(data)
     if "drop_ratings" in spec:
         data = drop_ratings(data, spec["drop_ratings"])
     if "min_rating" in spec:
