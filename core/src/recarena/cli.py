@@ -66,6 +66,19 @@ def _parser() -> argparse.ArgumentParser:
     npl.add_argument("--kind", required=True, choices=KINDS)
     npl.add_argument("--dir", default="plugins", help="where to create it (default: ./plugins)")
 
+    dt = sub.add_parser("data", help="look at your own data file before training on it")
+    dsub = dt.add_subparsers(dest="what", required=True, metavar="WHAT")
+    di = dsub.add_parser("inspect", help="what a file (or dataset YAML) would load: rows, users, items, ratings, duplicates, time span")
+    di.add_argument("file", help="a .csv/.tsv/.parquet file, a dataset YAML, or the name of one under configs/datasets")
+    di.add_argument("--set", dest="sets", action="append", default=[], metavar="data.KEY=VALUE",
+                    help="how to read it, as for train (data.user=userId, data.sep=';', data.header=false)")
+    di.add_argument("--json", action="store_true")
+
+    g = sub.add_parser("gc", help="remove run folders no record points to whose process is gone (after a SIGKILL)")
+    g.add_argument("--dry-run", action="store_true", help="list them, remove nothing")
+    g.add_argument("--min-age", type=float, default=60.0, metavar="SECONDS",
+                   help="leave folders younger than this alone (default 60)")
+
     sub.add_parser("datasets", help="known datasets")
     sub.add_parser("protocols", help="known protocols")
 
@@ -76,13 +89,24 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_train(a) -> int:
+    import signal
+
     from recarena import runner
 
+    def stop(signum, frame):
+        raise runner.Interrupted(signum)
+
+    # SIGTERM (a scheduler, `kill`) and SIGINT end the run the same way: exit 143 / 130, nothing
+    # recorded, no run folder left. A SIGINT ignored by the parent (background job) stays ignored.
+    signal.signal(signal.SIGTERM, stop)
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, stop)
     quiet_log = (lambda *x, **k: print(*x, file=sys.stderr, **k)) if a.json else print
     summary = runner.train(
         a.model, a.protocol, dataset=a.dataset, data_dir=a.data_dir, seed=a.seed, sets=a.sets,
         experiment=a.config, progress=not a.no_progress and sys.stderr.isatty(), log=quiet_log, sweep=a.sweep,
     )
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     m = summary["metrics"]
     shown = ", ".join(f"{k}={v:.4f}" for k, v in list(m.items())[:4])
     quiet_log(
@@ -166,6 +190,7 @@ def _cmd_config(a) -> int:
     trainer = {**TRAINER_KEYS, **cfg["trainer"]}
     rows = [(k, v, sources[f"params.{k}"]) for k, v in cfg["params"].items()]
     rows += [(f"trainer.{k}", v, sources.get(f"trainer.{k}", "recarena's trainer default")) for k, v in trainer.items()]
+    rows += [(f"data.{k}", v, sources.get(f"data.{k}", "")) for k, v in (cfg.get("data") or {}).items()]
     if a.json:
         print(json.dumps([{"key": k, "value": v, "from": w} for k, v, w in rows], default=str, indent=2))
         return 0
@@ -183,6 +208,38 @@ def _cmd_new(a) -> int:
 
     folder = new_plugin(a.name, a.kind, Path(a.dir))
     print(next_steps(folder, a.name, a.kind))
+    return 0
+
+
+def _cmd_data(a) -> int:
+    from recarena.config import parse_sets
+    from recarena.data import files
+    from recarena.errors import RecArenaError
+
+    sets = [x if x.startswith("data.") else f"data.{x}" for x in a.sets]
+    layer = parse_sets(sets)
+    extra = set(layer) - {"data"}
+    if extra:
+        raise RecArenaError(f"data inspect takes data.KEY=VALUE settings only, got {sorted(extra)}.")
+    if not files.is_file_dataset(a.file):
+        raise RecArenaError(f"{a.file!r} is not a .csv/.tsv/.parquet file or a dataset YAML "
+                            "(registered datasets: `recarena datasets`).")
+    info = files.inspect(a.file, layer.get("data"))
+    print(json.dumps(info, indent=2) if a.json else files.format_inspect(info))
+    return 0
+
+
+def _cmd_gc(a) -> int:
+    from recarena.store import ResultsStore, orphan_run_dirs
+
+    found = orphan_run_dirs(ResultsStore(), min_age=a.min_age)
+    import shutil
+
+    for d in found:
+        if not a.dry_run:
+            shutil.rmtree(d, ignore_errors=True)
+        print(f"{'would remove' if a.dry_run else 'removed'} {d}")
+    print(f"{len(found)} orphaned run folder(s) {'found' if a.dry_run else 'removed'}.")
     return 0
 
 
@@ -238,14 +295,36 @@ def main(argv: list[str] | None = None) -> int:
         if a.cmd in DELEGATED:
             return _delegate(a.cmd, a.args)
         return {"train": _cmd_train, "leaderboard": _cmd_leaderboard, "plugins": _cmd_plugins, "config": _cmd_config,
-                "new": _cmd_new, "datasets": _cmd_datasets, "protocols": _cmd_protocols}[a.cmd](a)
+                "new": _cmd_new, "data": _cmd_data, "gc": _cmd_gc, "datasets": _cmd_datasets,
+                "protocols": _cmd_protocols}[a.cmd](a)
     except RecArenaError as e:
         msg = textwrap.fill(str(e), width=100, break_long_words=False, break_on_hyphens=False)
         print(f"recarena {a.cmd}: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print(f"recarena {a.cmd}: interrupted (SIGINT); nothing recorded", file=sys.stderr)
         return 130
+    except BaseException as e:
+        from recarena.runner import Interrupted
+
+        if isinstance(e, Interrupted):
+            import signal
+
+            print(f"recarena {a.cmd}: stopped by {signal.Signals(e.signum).name}; nothing recorded, "
+                  "no run folder left", file=sys.stderr)
+            return e.exit_code
+        import errno
+        import sqlite3
+
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            print(f"recarena {a.cmd}: error: no space left on the device ({e.filename or e}); nothing was "
+                  "changed. Free some space and run it again.", file=sys.stderr)
+            return 2
+        if isinstance(e, sqlite3.OperationalError) and any(w in str(e) for w in ("disk", "full", "readonly")):
+            print(f"recarena {a.cmd}: error: the results store could not be written ({e}); it is unchanged: "
+                  "a run is written in one transaction. Free some space and run it again.", file=sys.stderr)
+            return 2
+        raise
 
 
 if __name__ == "__main__":

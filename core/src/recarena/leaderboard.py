@@ -23,9 +23,18 @@ def boards(store: ResultsStore, protocol: str) -> list[dict[str, Any]]:
     proto = load_protocol(protocol)
     keyed: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for r in store.runs(protocol=protocol):
+        if not _finite(r):
+            continue  # recorded as ok before non-finite metrics were refused: never ranked
         keyed[(run_protocol_hash(r, proto), r["dataset"])].append(r)
     out = [_board(proto, h, ds, rs) for (h, ds), rs in keyed.items()]
     return sorted(out, key=lambda b: (not b["current"], b["dataset"], b["protocol_hash"]))
+
+
+def _finite(run: dict[str, Any]) -> bool:
+    import math
+
+    return all(isinstance(v, (int, float)) and math.isfinite(v)
+               for part in ("valid_metrics", "test_metrics") for v in (run.get(part) or {}).values())
 
 
 def build(store: ResultsStore, protocol: str, dataset: str | None = None) -> dict[str, Any]:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import errno
+import json
+import math
 import os
 import platform
+import shutil
 import subprocess
 import threading
 import time
@@ -24,6 +28,24 @@ from recarena.eval.evaluator import metric_mode
 from recarena.paths import home
 from recarena.protocols import load_protocol, prepare
 from recarena.store import ResultsStore
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM during a run (a BaseException, like KeyboardInterrupt, so that no
+    ``except Exception`` on the way swallows it; unlike it, Lightning does not turn it into
+    ``sys.exit(1)``)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+class NonFiniteMetrics(RecArenaError):
+    """A run whose metrics are NaN or infinite: recorded as failed, never ranked."""
 
 
 class PeakMemory:
@@ -140,7 +162,9 @@ def train(
     # some parameters narrow what a plugin can do (biased-mf's MCMC solver fits ratings only)
     check_task(estimator.capabilities, f" with {cfg['params']}")
     t0 = time.time()
-    prepared = prepare(proto, cfg["dataset"], data_dir, seed=cfg["seed"])
+    prepared = prepare(proto, cfg["dataset"], data_dir, seed=cfg["seed"], data_options=cfg.get("data"))
+    for note in prepared.notes:
+        log(f"{proto['name']}: {note}")
     s = prepared.split
     n_train, n_valid, n_test = s.sizes()
     log(
@@ -149,6 +173,7 @@ def train(
         f"(prepared in {time.time() - t0:.1f}s)"
     )
     store = store or ResultsStore()
+    store.check_writable()
     # a sweep names the run up front, so it can find the run's record after the process ends
     run_id = os.environ.get("RECARENA_RUN_ID") or time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     run_dir = home() / "runs" / run_id
@@ -165,6 +190,11 @@ def train(
         # what the figures were measured on, so the leaderboard never needs the data itself
         "data_checksums": checksums(cfg["dataset"], data_dir),
     }
+    run_dir.mkdir(parents=True, exist_ok=True)
+    # who owns the folder until the run is recorded: `recarena gc` leaves it alone while this lives
+    me = psutil.Process()
+    (run_dir / "owner.json").write_text(json.dumps({"pid": me.pid, "created": me.create_time(),
+                                                    "host": platform.node()}))
     try:
         with PeakMemory() as mem:
             tf = time.perf_counter()
@@ -189,13 +219,26 @@ def train(
         eval_s = time.perf_counter() - te
         if hasattr(estimator, "log_final"):
             estimator.log_final(test_metrics)
+        bad = {f"{part} {k}": v for part, ms in (("valid", valid_metrics), ("test", test_metrics))
+               for k, v in ms.items() if not math.isfinite(v)}
+        if bad:
+            raise NonFiniteMetrics(
+                f"{model} on {proto['name']}: the metrics are not finite ({', '.join(f'{k}={v}' for k, v in bad.items())}); "
+                "the run is recorded as failed and never ranked. Check the data for extreme values and the "
+                "training for divergence (a smaller lr)."
+            )
         artifact = estimator.save(run_dir / "model.pt")
         (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Interrupted):
+        # stopped by the user or the system: nothing half-written stays behind
+        shutil.rmtree(run_dir, ignore_errors=True)
         raise
     except Exception as e:
         record.update(status="failed", error=f"{type(e).__name__}: {e}", finished_at=time.time())
         store.record(record)
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            raise RecArenaError(f"No space left on the device while writing {e.filename or run_dir}: the run is "
+                                "recorded as failed, nothing else changed. Free some space and run it again.") from None
         raise
     record.update(
         status="ok", fit_seconds=fit_s, eval_seconds=eval_s, peak_memory_mb=mem.peak_mb,

@@ -56,23 +56,44 @@ class ResultsStore:
     def __init__(self, path: Path | str | None = None):
         self.path = Path(path) if path else home() / "results.db"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        con = self._connect()
+        #: why the store can only be read (a full disk, a read-only folder), or None
+        self.read_only: str | None = None
         try:
-            with con:
-                con.executescript(SCHEMA)
-                have = {r["name"] for r in con.execute("PRAGMA table_info(runs)")}
-                for col, kind in ADDED_COLUMNS.items():
-                    if col not in have:
-                        con.execute(f"ALTER TABLE runs ADD COLUMN {col} {kind}")
-        finally:
-            con.close()
+            con = self._connect()
+            try:
+                with con:
+                    con.executescript(SCHEMA)
+                    have = {r["name"] for r in con.execute("PRAGMA table_info(runs)")}
+                    for col, kind in ADDED_COLUMNS.items():
+                        if col not in have:
+                            con.execute(f"ALTER TABLE runs ADD COLUMN {col} {kind}")
+            finally:
+                con.close()
+        except sqlite3.OperationalError as e:
+            if not self.path.exists() or self.path.stat().st_size == 0:
+                raise
+            # reading needs no space: leaderboards and reports keep working on a full disk
+            self.read_only = str(e)
 
     def _connect(self) -> sqlite3.Connection:
+        if self.read_only is not None:
+            # immutable: no -shm/-wal to create; a closed WAL database holds every committed run
+            con = sqlite3.connect(f"file:{self.path}?immutable=1", uri=True, timeout=60)
+            con.row_factory = sqlite3.Row
+            return con
         con = sqlite3.connect(self.path, timeout=60)
         con.execute("PRAGMA journal_mode=WAL")
         con.execute("PRAGMA synchronous=NORMAL")
         con.row_factory = sqlite3.Row
         return con
+
+    def check_writable(self) -> None:
+        """Raise before any work when a run could not be recorded."""
+        if self.read_only is not None:
+            from recarena.errors import RecArenaError
+
+            raise RecArenaError(f"The results store {self.path} can be read but not written ({self.read_only}): "
+                                "a full disk or a read-only folder. Nothing was run.")
 
     def record(self, run: dict[str, Any]) -> None:
         row = dict(run)
@@ -138,3 +159,41 @@ class ResultsStore:
             return con.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
         finally:
             con.close()
+
+
+def orphan_run_dirs(store: ResultsStore, min_age: float = 60.0) -> list[Path]:
+    """Run folders under ``RECARENA_HOME/runs`` that no record points to and whose training
+    process is gone (a run killed by SIGKILL, which cannot clean up after itself).
+
+    A folder is kept while its ``owner.json`` names a live process on this host (a run in
+    flight, of this machine or of a sweep), or another host (this machine cannot tell), or
+    while it is younger than ``min_age`` seconds."""
+    import os
+    import socket
+
+    import psutil
+
+    runs_dir = store.path.parent / "runs"
+    if not runs_dir.is_dir():
+        return []
+    recorded = {r["run_id"] for r in store.runs(status=None)}
+    now, host, out = time.time(), socket.gethostname(), []
+    for d in sorted(runs_dir.iterdir()):
+        if not d.is_dir() or d.name in recorded or now - d.stat().st_mtime < min_age:
+            continue
+        owner = d / "owner.json"
+        if owner.exists():
+            try:
+                o = json.loads(owner.read_text())
+            except (OSError, ValueError):
+                o = {}
+            if o.get("host") != host:
+                continue
+            try:
+                p = psutil.Process(int(o["pid"]))
+                if abs(p.create_time() - float(o["created"])) < 1.0 and p.pid != os.getpid():
+                    continue  # the run is still going
+            except (psutil.Error, KeyError, ValueError, TypeError):
+                pass
+        out.append(d)
+    return out
