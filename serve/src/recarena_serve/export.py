@@ -88,6 +88,16 @@ def probe_users(n_users: int, n: int = 5) -> np.ndarray:
     return np.unique(np.linspace(0, n_users - 1, min(n, n_users)).round().astype(np.int64))
 
 
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def write_bundle(model: Recommender, final: Path, info: dict, k: int = 10, tolerance: float = TOLERANCE,
                  titles: dict | None = None) -> Path:
     """Write one bundle for a fitted model to ``final`` (atomically: whole or not at all)."""
@@ -133,8 +143,10 @@ def write_bundle(model: Recommender, final: Path, info: dict, k: int = 10, toler
         (stage / "probe.json").write_text(json.dumps(probe))
         import onnxruntime
 
+        # every file's checksum: deploy refuses a bundle whose files are not the ones written here
+        files = {f.name: _sha256(f) for f in sorted(stage.iterdir()) if f.is_file()}
         manifest = {
-            **info, "opset": onnx_export.OPSET, "onnxruntime": onnxruntime.__version__,
+            **info, "opset": onnx_export.OPSET, "onnxruntime": onnxruntime.__version__, "files": files,
             "graphs": graphs, "parity_max_abs_diff": parity, "topn_table": table,
             "n_users": model.n_users_, "n_items": model.n_items_, "k": k,
             "capabilities": model.capabilities.to_dict(), "has_titles": bool(titles),

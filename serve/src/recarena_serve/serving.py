@@ -156,6 +156,29 @@ def parse_split(spec: str | None) -> dict[str, float]:
 
 
 # ------------------------------------------------------------------ deploy
+#: manifest fields deploy relies on, and their JSON types
+_MANIFEST_SCHEMA = {"model": str, "n_users": int, "n_items": int, "graphs": list, "files": dict}
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise RecArenaError(f"{path}:{e.lineno}: not valid JSON ({e.msg}). Nothing was deployed.") from None
+    except UnicodeDecodeError:
+        raise RecArenaError(f"{path}: not UTF-8 text. Nothing was deployed.") from None
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 @dataclass
 class Bundle:
     path: Path
@@ -165,13 +188,98 @@ class Bundle:
 
     @classmethod
     def open(cls, path) -> Bundle:
+        """Read and check a bundle before anything reaches the database: its manifest against
+        the schema, every path in it inside the bundle folder, every file against the checksum
+        recorded at export, and each graph loaded and run once locally with the signature the
+        database will call it with. Any problem is a :class:`RecArenaError` naming it."""
         path = Path(path)
         need = ["manifest.json", "ids.json", "probe.json", "seen_indptr.npy", "seen_indices.npy"]
-        missing = [f for f in need if not (path / f).exists()]
+        missing = [f for f in need if not (path / f).is_file()]
         if missing:
             raise RecArenaError(f"{path} is not a complete bundle (missing {', '.join(missing)}); write it with `recarena serve export`.")
-        return cls(path, json.loads((path / "manifest.json").read_text()), json.loads((path / "ids.json").read_text()),
-                   json.loads((path / "probe.json").read_text()))
+        b = cls(path, _read_json(path / "manifest.json"), _read_json(path / "ids.json"), _read_json(path / "probe.json"))
+        b.check()
+        return b
+
+    def _inside(self, name, field: str) -> Path:
+        if not isinstance(name, str) or not name:
+            raise RecArenaError(f"{self.path}/manifest.json: {field} must be a file name, got {name!r}.")
+        root = self.path.resolve()
+        target = (self.path / name).resolve()
+        if Path(name).is_absolute() or not target.is_relative_to(root):
+            raise RecArenaError(f"{self.path}/manifest.json: {field} {name!r} points outside the bundle folder; "
+                                "a bundle may only name its own files. Nothing was deployed.")
+        return target
+
+    def check(self) -> None:
+        m, where = self.manifest, f"{self.path}/manifest.json"
+        if not isinstance(m, dict):
+            raise RecArenaError(f"{where}: expected a JSON object, got {type(m).__name__}.")
+        for key, kind in _MANIFEST_SCHEMA.items():
+            v = m.get(key)
+            if key not in m or not isinstance(v, kind) or isinstance(v, bool) or (kind is int and v < 0):
+                want = {int: "a non-negative integer", str: "a string", list: "a list", dict: "an object"}[kind]
+                raise RecArenaError(f"{where}: {key!r} must be {want}, got {v!r}." if key in m else
+                                    f"{where}: the required field {key!r} is missing" + (
+                                        " (bundles written before checksums were recorded: export it again with "
+                                        "`recarena serve export`)." if key == "files" else "."))
+        if m["n_items"] < 1:
+            raise RecArenaError(f"{where}: 'n_items' must be at least 1, got {m['n_items']}.")
+        named = {}
+        for g in m["graphs"]:
+            if not isinstance(g, dict) or g.get("kind") not in ("recommend", "predict"):
+                raise RecArenaError(f"{where}: each graph needs kind 'recommend' or 'predict', got {g!r}.")
+            if g["kind"] == "recommend" and not (isinstance(g.get("k"), int) and g["k"] >= 1):
+                raise RecArenaError(f"{where}: the recommend graph needs k >= 1, got {g.get('k')!r}.")
+            named[f"graph {g['kind']!r} file"] = g.get("file")
+        table = m.get("topn_table")
+        if table is not None:
+            if not isinstance(table, dict) or not (isinstance(table.get("k"), int) and table["k"] >= 1):
+                raise RecArenaError(f"{where}: topn_table must be an object with k >= 1, got {table!r}.")
+            named["topn_table file"], named["topn_table scores"] = table.get("file"), table.get("scores")
+        if not named:
+            raise RecArenaError(f"{where}: no graph and no top-N table: nothing to serve.")
+        for field, name in named.items():
+            self._inside(name, field)
+            if name not in m["files"]:
+                raise RecArenaError(f"{where}: {field} {name!r} has no recorded checksum.")
+        for name, digest in m["files"].items():
+            f = self._inside(name, "files entry")
+            if not f.is_file():
+                raise RecArenaError(f"{self.path}: {name} is listed in the manifest but missing.")
+            if _sha256(f) != digest:
+                raise RecArenaError(f"{self.path}: {name} is not the file written at export (checksum differs): "
+                                    "the bundle was changed or damaged. Export it again. Nothing was deployed.")
+        for g in m["graphs"]:
+            self._check_graph(g)
+
+    def _check_graph(self, g: dict) -> None:
+        """Load the graph in onnxruntime and run it once with the inputs serving sends."""
+        import onnxruntime as ort
+
+        f = self.path / g["file"]
+        try:
+            sess = ort.InferenceSession(str(f), providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own types for damaged files
+            raise RecArenaError(f"{f}: not a loadable ONNX graph ({type(e).__name__}: {str(e).splitlines()[0][:200]}).") from None
+        ins, outs = sess.get_inputs(), sess.get_outputs()
+        want_out = 2 if g["kind"] == "recommend" else 1
+        if len(ins) != 2 or len(outs) != want_out:
+            raise RecArenaError(
+                f"{f}: a {g['kind']} graph takes 2 inputs ({'user, seen items' if g['kind'] == 'recommend' else 'users, items'}) "
+                f"and gives {want_out} output(s); this one takes {len(ins)} ({', '.join(i.name for i in ins)}) and gives "
+                f"{len(outs)}.")
+        if g["kind"] == "recommend":
+            feed = [np.array([0], np.int64), np.array([[-1]], np.int64)]
+        else:
+            feed = [np.array([0], np.int64), np.array([0], np.int64)]
+        try:
+            res = sess.run(None, {i.name: x for i, x in zip(ins, feed)})
+        except Exception as e:
+            raise RecArenaError(f"{f}: the graph does not run with the inputs serving sends ({type(e).__name__}: "
+                                f"{str(e).splitlines()[0][:200]}).") from None
+        if g["kind"] == "recommend" and np.asarray(res[0]).dtype != np.int64:
+            raise RecArenaError(f"{f}: the recommend graph's first output must be int64 item ids, got {np.asarray(res[0]).dtype}.")
 
     @property
     def model(self) -> str:
@@ -351,6 +459,15 @@ class _Version:
         return c.get_tensor(f"{tmp}:score")
 
 
+def _check_request(raw_user, k: int | None = None, items: list | None = None) -> None:
+    """Refuse a request that can only be a mistake before it reaches the database."""
+    for what, v in [("user", raw_user)] + [("item", i) for i in (items or [])]:
+        if v is None or (isinstance(v, str) and not v.strip()):
+            raise RecArenaError(f"The {what} id is empty: name a raw {what} id as it appears in the training data.")
+    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+        raise RecArenaError(f"k must be a positive integer (how many items to recommend), got {k!r}.")
+
+
 def stable_bucket(raw_user) -> float:
     """A user's place in [0, 1) for traffic splits: the same on every client and run."""
     return zlib.crc32(str(raw_user).encode()) / 2**32
@@ -397,6 +514,7 @@ class Service:
     def recommend(self, raw_user, k: int = 10) -> dict:
         """Top-k for a raw user id: ``{"user", "model", "version", "fallback", "items": [{"item",
         "score", "title"}]}``. Unknown users get the most popular items (``fallback: true``)."""
+        _check_request(raw_user, k)
         entry = self.pick(self.routing(), raw_user)
         v = self._version(entry)
         uid = v.user_index.get(str(raw_user))
@@ -418,6 +536,7 @@ class Service:
         return out
 
     def predict(self, raw_user, raw_items: list) -> dict:
+        _check_request(raw_user, items=list(raw_items))
         entry = self.pick(self.routing(), raw_user)
         v = self._version(entry)
         if "predict" not in v.meta["kinds"]:

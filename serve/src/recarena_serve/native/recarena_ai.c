@@ -45,8 +45,11 @@ ORT_API(ORT_DEFINE)
 
 /* ONNX Runtime versions whose API table this module has been run against (slot order and
  * signatures checked, test suite passed). Others are refused unless ORT_ALLOW_UNVERIFIED 1. */
-static const char *VERIFIED_ORT[] = {"1.20.", "1.21.", "1.22.", "1.23.", "1.24.", "1.25.", "1.26.",
-                                     "1.27.", "1.28.", "1.29.", "1.30.", "1.31.", "1.32.", NULL};
+/* The range is one constant, recarena_serve.db.VERIFIED_ORT, passed in by the build (the same
+ * constant pins onnxruntime in serve/pyproject.toml; a test checks the two agree). */
+#if !defined(ORT_VERIFIED_MIN) || !defined(ORT_VERIFIED_MAX)
+#error "build with -DORT_VERIFIED_MIN=<minor> -DORT_VERIFIED_MAX=<minor> (recarena_serve.db.build_module does)"
+#endif
 #define ORT_API_VERSION_REQUESTED 20 /* any table >= 20 has every slot used here */
 
 static RedisModuleType *TensorType, *ModelType;
@@ -1297,14 +1300,14 @@ static int load_ort(RedisModuleCtx *ctx, const char *path) {
     }
     const OrtApiBase *base = get_base();
     snprintf(ort_version, sizeof ort_version, "%s", base->GetVersionString());
-    int verified = 0;
-    for (const char **v = VERIFIED_ORT; *v; v++)
-        if (strncmp(ort_version, *v, strlen(*v)) == 0) verified = 1;
+    int major = 0, minor = -1;
+    int verified = sscanf(ort_version, "%d.%d", &major, &minor) == 2 && major == 1 && minor >= ORT_VERIFIED_MIN &&
+                   minor <= ORT_VERIFIED_MAX;
     if (!verified && !cfg.allow_unverified) {
         RM_Log(ctx, "warning",
-               "ai: refusing ONNX Runtime %s from '%s': this module's API table is verified for 1.20 to 1.32 only "
+               "ai: refusing ONNX Runtime %s from '%s': this module's API table is verified for 1.%d to 1.%d only "
                "(ORT_ALLOW_UNVERIFIED 1 to try anyway)",
-               ort_version, path);
+               ort_version, path, ORT_VERIFIED_MIN, ORT_VERIFIED_MAX);
         return 0;
     }
     void *const *api = base->GetApi(ORT_API_VERSION_REQUESTED);
