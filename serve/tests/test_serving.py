@@ -17,6 +17,7 @@ import pytest
 from recarena import plugins
 from recarena.base import Task
 from recarena.errors import RecArenaError
+from recarena.paths import file_digest
 from recarena.testing import _fit
 from recarena_serve import serving
 from recarena_serve.export import write_bundle
@@ -115,7 +116,7 @@ def test_a_failing_probe_leaves_the_previous_version_serving(fitted, bundles, ss
     shutil.copy(bundles["bpr"] / "recommend.onnx", bad / "recommend.onnx")
     # with its checksum recorded, as an exporter bug would write it: only the probe can tell
     m = json.loads((bad / "manifest.json").read_text())
-    m["files"]["recommend.onnx"] = serving._sha256(bad / "recommend.onnx")
+    m["files"]["recommend.onnx"] = file_digest(bad / "recommend.onnx")
     (bad / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(serving.DeployError, match="probe in the database does not match"):
         serving.deploy([bad], ssdb, name="ep", progress=False)
@@ -280,19 +281,19 @@ def _manifest_edit(change):
 def _outside(m, b):
     (b.parent / "outside.onnx").write_bytes((b / "recommend.onnx").read_bytes())
     m["graphs"][0]["file"] = "../outside.onnx"
-    m["files"]["../outside.onnx"] = serving._sha256(b.parent / "outside.onnx")
+    m["files"]["../outside.onnx"] = file_digest(b.parent / "outside.onnx")
 
 
 def _wrong_signature(m, b):
     # the predict graph of another model where a recommend graph belongs, checksum updated
     shutil.copy(b.parent / "other.onnx", b / "recommend.onnx")
-    m["files"]["recommend.onnx"] = serving._sha256(b / "recommend.onnx")
+    m["files"]["recommend.onnx"] = file_digest(b / "recommend.onnx")
 
 
 def _truncated(m, b):
     data = (b / "recommend.onnx").read_bytes()
     (b / "recommend.onnx").write_bytes(data[: len(data) // 3])
-    m["files"]["recommend.onnx"] = serving._sha256(b / "recommend.onnx")
+    m["files"]["recommend.onnx"] = file_digest(b / "recommend.onnx")
 
 
 BAD_BUNDLES = [

@@ -317,8 +317,9 @@ def main(argv: list[str] | None = None) -> int:
         import sqlite3
 
         if isinstance(e, OSError) and e.errno == errno.ENOSPC:
-            print(f"recarena {a.cmd}: error: no space left on the device ({e.filename or e}); nothing was "
-                  "changed. Free some space and run it again.", file=sys.stderr)
+            print(f"recarena {a.cmd}: error: no space left on the device ({e.filename or e}); the results "
+                  "store holds only whole runs (this one, if at all, as failed). Free some space and run it again.",
+                  file=sys.stderr)
             return 2
         if isinstance(e, sqlite3.OperationalError) and any(w in str(e) for w in ("disk", "full", "readonly")):
             print(f"recarena {a.cmd}: error: the results store could not be written ({e}); it is unchanged: "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections import defaultdict
 from typing import Any
 
@@ -31,8 +32,6 @@ def boards(store: ResultsStore, protocol: str) -> list[dict[str, Any]]:
 
 
 def _finite(run: dict[str, Any]) -> bool:
-    import math
-
     return all(isinstance(v, (int, float)) and math.isfinite(v)
                for part in ("valid_metrics", "test_metrics") for v in (run.get(part) or {}).values())
 

@@ -12,6 +12,14 @@ def home() -> Path:
     return p
 
 
+def file_digest(path: Path | str, algorithm: str = "sha256") -> str:
+    """Hex digest of a file's bytes (data checksums, bundle checksums, download checks)."""
+    import hashlib
+
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, algorithm).hexdigest()
+
+
 def config_dirs() -> list[Path]:
     """Where named configs (protocols, models, sweeps) are looked up, first match wins:
     ``RECARENA_CONFIGS`` (os.pathsep-separated), ./configs, then the source tree's configs/."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import json
 import math
 import os
@@ -236,9 +235,6 @@ def train(
     except Exception as e:
         record.update(status="failed", error=f"{type(e).__name__}: {e}", finished_at=time.time())
         store.record(record)
-        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
-            raise RecArenaError(f"No space left on the device while writing {e.filename or run_dir}: the run is "
-                                "recorded as failed, nothing else changed. Free some space and run it again.") from None
         raise
     record.update(
         status="ok", fit_seconds=fit_s, eval_seconds=eval_s, peak_memory_mb=mem.peak_mb,

@@ -168,7 +168,6 @@ def orphan_run_dirs(store: ResultsStore, min_age: float = 60.0) -> list[Path]:
     A folder is kept while its ``owner.json`` names a live process on this host (a run in
     flight, of this machine or of a sweep), or another host (this machine cannot tell), or
     while it is younger than ``min_age`` seconds."""
-    import os
     import socket
 
     import psutil
@@ -191,7 +190,7 @@ def orphan_run_dirs(store: ResultsStore, min_age: float = 60.0) -> list[Path]:
                 continue
             try:
                 p = psutil.Process(int(o["pid"]))
-                if abs(p.create_time() - float(o["created"])) < 1.0 and p.pid != os.getpid():
+                if abs(p.create_time() - float(o["created"])) < 1.0:
                     continue  # the run is still going
             except (psutil.Error, KeyError, ValueError, TypeError):
                 pass

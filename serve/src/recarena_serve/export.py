@@ -19,6 +19,7 @@ import numpy as np
 from recarena import leaderboard, onnx_export
 from recarena.base import Recommender, Task
 from recarena.errors import RecArenaError
+from recarena.paths import file_digest
 from recarena.store import ResultsStore
 
 TOLERANCE = 1e-4
@@ -88,16 +89,6 @@ def probe_users(n_users: int, n: int = 5) -> np.ndarray:
     return np.unique(np.linspace(0, n_users - 1, min(n, n_users)).round().astype(np.int64))
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def write_bundle(model: Recommender, final: Path, info: dict, k: int = 10, tolerance: float = TOLERANCE,
                  titles: dict | None = None) -> Path:
     """Write one bundle for a fitted model to ``final`` (atomically: whole or not at all)."""
@@ -144,7 +135,7 @@ def write_bundle(model: Recommender, final: Path, info: dict, k: int = 10, toler
         import onnxruntime
 
         # every file's checksum: deploy refuses a bundle whose files are not the ones written here
-        files = {f.name: _sha256(f) for f in sorted(stage.iterdir()) if f.is_file()}
+        files = {f.name: file_digest(f) for f in sorted(stage.iterdir()) if f.is_file()}
         manifest = {
             **info, "opset": onnx_export.OPSET, "onnxruntime": onnxruntime.__version__, "files": files,
             "graphs": graphs, "parity_max_abs_diff": parity, "topn_table": table,

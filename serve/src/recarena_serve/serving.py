@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from recarena.errors import RecArenaError
+from recarena.paths import file_digest
 
 PREFIX = "recarena"
 POPULAR_N = 100
@@ -169,16 +170,6 @@ def _read_json(path: Path):
         raise RecArenaError(f"{path}: not UTF-8 text. Nothing was deployed.") from None
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 @dataclass
 class Bundle:
     path: Path
@@ -247,7 +238,7 @@ class Bundle:
             f = self._inside(name, "files entry")
             if not f.is_file():
                 raise RecArenaError(f"{self.path}: {name} is listed in the manifest but missing.")
-            if _sha256(f) != digest:
+            if file_digest(f) != digest:
                 raise RecArenaError(f"{self.path}: {name} is not the file written at export (checksum differs): "
                                     "the bundle was changed or damaged. Export it again. Nothing was deployed.")
         for g in m["graphs"]:

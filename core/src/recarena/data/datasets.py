@@ -6,7 +6,6 @@ them strictly, and returns :class:`Interactions` with side features where the da
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -23,6 +22,7 @@ import pandas as pd
 from recarena.data.interactions import Interactions
 from recarena.data.io import read_table
 from recarena.errors import DataFileError, RecArenaError, UnknownNameError
+from recarena.paths import file_digest
 
 ML100K_GENRES = [
     "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
@@ -89,11 +89,7 @@ def dataset_dir(name: str, data_dir: Path | str | None = None, download: bool = 
 
 
 def _md5(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return file_digest(path, "md5")
 
 
 def _download(spec: DatasetSpec, target: Path) -> None:
@@ -329,8 +325,6 @@ def checksums(name: str, data_dir=None) -> dict[str, str]:
     """sha256 of each file a dataset is read from (every file of its folder; the file itself
     for a path; nothing for synthetic data), recorded with each run: what the figures were
     measured on, without keeping the data."""
-    import hashlib
-
     if name == "synthetic" or name.startswith("synthetic-"):
         return {}
     from recarena.data.files import is_file_dataset, resolve_source
@@ -345,14 +339,7 @@ def checksums(name: str, data_dir=None) -> dict[str, str]:
         sharing = [sp for sp in REGISTRY.values() if folder.name in (sp.name, *sp.aliases)]
         files = ([folder / f for f in spec.required] if len(sharing) > 1
                  else sorted(f for f in folder.iterdir() if f.is_file()))
-    out = {}
-    for f in files:
-        h = hashlib.sha256()
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        out[f.name] = h.hexdigest()
-    return out
+    return {f.name: file_digest(f) for f in files}
 
 
 def load_any(name: str, data_dir=None, options: dict | None = None) -> Interactions:

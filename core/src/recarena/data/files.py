@@ -168,35 +168,24 @@ def _column(df: pd.DataFrame, role: str, col: Any, path: Path, required: bool) -
 
 
 def _ids(values: pd.Series, role: str, where) -> np.ndarray:
-    """Raw ids: missing ones are an error; a text column of integers becomes int64."""
-    if values.dtype == object or pd.api.types.is_string_dtype(values):
-        text = values.astype(str).str.strip() if values.map(lambda v: isinstance(v, str)).all() else None
-        if text is None:  # Parquet object column holding several Python types
-            kinds = values.map(lambda v: type(v).__name__)
-            bad = int(np.flatnonzero((kinds != kinds.iloc[0]).to_numpy())[0]) if (kinds != kinds.iloc[0]).any() else 0
-            if values.isna().any():
-                bad = int(np.flatnonzero(values.isna().to_numpy())[0])
-                raise DataFileError(f"{where(bad)}: the {role} id is missing.")
-            raise DataFileError(
-                f"{where(bad)}: the {role} id column mixes types ({kinds.iloc[0]} and {kinds.iloc[bad]}, "
-                f"{values.iloc[bad]!r}); ids must all be integers or all be text."
-            )
-        missing = text.isin(_NA).to_numpy()
-        if missing.any():
-            r = int(np.flatnonzero(missing)[0])
-            raise DataFileError(f"{where(r)}: the {role} id is missing ({values.iloc[r]!r}); {int(missing.sum())} such row(s).")
-        if text.str.fullmatch(r"-?\d{1,18}").all():
-            return text.astype(np.int64).to_numpy()
-        return text.to_numpy(dtype=object)
-    if values.isna().any():
-        r = int(np.flatnonzero(values.isna().to_numpy())[0])
-        raise DataFileError(f"{where(r)}: the {role} id is missing; {int(values.isna().sum())} such row(s).")
-    if pd.api.types.is_float_dtype(values):
-        if not np.all(np.mod(values.to_numpy(), 1) == 0):
-            r = int(np.flatnonzero(np.mod(values.to_numpy(), 1) != 0)[0])
-            raise DataFileError(f"{where(r)}: the {role} id {values.iloc[r]!r} is not an integer.")
-        return values.to_numpy().astype(np.int64)
-    return values.to_numpy()
+    """Raw ids: missing ones are an error; a text column of integers becomes int64 (ids that
+    mix digits and letters, like Amazon's ASINs, stay text)."""
+    if pd.api.types.is_numeric_dtype(values):
+        arr = values.to_numpy(dtype=np.float64)
+        bad = np.isnan(arr) | (np.mod(arr, 1) != 0)
+        if bad.any():
+            r = int(np.flatnonzero(bad)[0])
+            what = "is missing" if np.isnan(arr[r]) else f"{values.iloc[r]!r} is not an integer"
+            raise DataFileError(f"{where(r)}: the {role} id {what}; {int(bad.sum())} such row(s).")
+        return arr.astype(np.int64)
+    text = values.astype(str).str.strip()
+    missing = (values.isna() | text.isin(_NA)).to_numpy()
+    if missing.any():
+        r = int(np.flatnonzero(missing)[0])
+        raise DataFileError(f"{where(r)}: the {role} id is missing ({values.iloc[r]!r}); {int(missing.sum())} such row(s).")
+    if text.str.fullmatch(r"-?\d{1,18}").all():
+        return text.astype(np.int64).to_numpy()
+    return text.to_numpy(dtype=object)
 
 
 def _numbers(values: pd.Series, role: str, col: Any, where, allow_dates: bool = False) -> np.ndarray:
@@ -265,7 +254,8 @@ def load_file(name: str, options: dict[str, Any] | None = None) -> Any:
     data = Interactions.from_frame(df, rating="rating" if "rating" in df else None)
     scale = opts.get("rating_scale")
     data.rating_scale = tuple(float(x) for x in scale) if scale is not None and "rating" in df else None
-    data.name = Path(name).stem if dataset_yaml(name) is None or name.endswith((".yaml", ".yml")) else name
+    # a dataset YAML found by name keeps the name; a path is known by its file's stem
+    data.name = Path(name).stem if Path(name).suffix else name
     return data
 
 
