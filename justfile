@@ -80,6 +80,11 @@ bench-ctr *ARGS: setup
 bench-autoencoders *ARGS: setup
     {{py}} tests/bench/bench_autoencoders.py --data-dir "{{data_dir}}" {{ARGS}}
 
+# Our plugins beside the libraries users pick today: ials vs implicit's ALS (fit time, NDCG@10)
+bench-peers *ARGS: setup
+    {{py}} -m pip install -q "implicit==0.7.3"
+    {{py}} tests/bench/bench_peers.py --data-dir "{{data_dir}}" {{ARGS}}
+
 # Full-ranking evaluation speed (recbole-ml1m) and a 10k x 100k catalogue's memory
 bench-eval: setup
     {{py}} tests/bench/bench_eval.py --data-dir "{{data_dir}}"

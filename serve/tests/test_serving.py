@@ -47,7 +47,9 @@ AUTOENCODERS = {
     "mult-dae": {"latent": 8, "epochs": 2}, "recvae": {"hidden": 8, "latent": 4, "epochs": 2},
     "deeprec": {"layers": (16, 8), "epochs": 2}, "rbm": {"hidden": 8, "epochs": 2},
 }
-SERVED = {**FIRST_WAVE, **SECOND_WAVE, **AUTOENCODERS}
+# the MF family
+MF_FAMILY = {"ials": {"factors": 8, "iterations": 5}}
+SERVED = {**FIRST_WAVE, **SECOND_WAVE, **AUTOENCODERS, **MF_FAMILY}
 
 
 @pytest.fixture(scope="module")
