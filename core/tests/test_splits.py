@@ -41,6 +41,7 @@ SPLITTERS = {
     "leave_one_out": lambda d, seed: splits.leave_one_out(d, seed=seed),
     "leave_one_out_random": lambda d, seed: splits.leave_one_out(d, seed=seed, order="random"),
     "global_temporal": lambda d, seed: splits.global_temporal(d, (0.6, 0.2, 0.2)),
+    "item_holdout": lambda d, seed: splits.item_holdout(d, (0.8, 0.1, 0.1), seed=seed),
 }
 
 
@@ -89,6 +90,27 @@ def test_user_holdout_users_never_trained(data, seed):
     assert_partition(data, s)
     held = set(s.test.user.tolist()) | set(s.valid.user.tolist()) | set(s.extra["test_fold_in"].user.tolist())
     assert not held & set(s.train.user.tolist())
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=interactions(), seed=st.integers(0, 1000))
+def test_item_holdout_items_never_trained_and_whole(data, seed):
+    """Cold items: a validation or test item has no training row, every row of it is in its
+    part, and the parts hold round(10%) of the items each."""
+    s = splits.item_holdout(data, (0.8, 0.1, 0.1), seed=seed)
+    trained = set(s.train.item.tolist())
+    for part in (s.valid, s.test):
+        items = set(part.item.tolist())
+        assert not items & trained
+        assert len(part) == int(np.isin(data.item, list(items)).sum())
+    n = len(np.unique(data.item))
+    assert len(np.unique(s.valid.item)) == round(n * 0.1) and len(np.unique(s.test.item)) == round(n * 0.1)
+
+
+def test_item_holdout_ratios_must_be_three():
+    d = Interactions([0, 1], [0, 1], IdMap([0, 1]), IdMap([0, 1]))
+    with pytest.raises(RecArenaError, match="item_holdout ratios must be 3 numbers summing to 1"):
+        splits.item_holdout(d, (0.9, 0.1))
 
 
 def test_temporal_split_without_timestamps_is_a_clear_error():

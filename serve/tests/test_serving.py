@@ -48,7 +48,11 @@ AUTOENCODERS = {
     "deeprec": {"layers": (16, 8), "epochs": 2}, "rbm": {"hidden": 8, "epochs": 2},
 }
 # the MF family
-MF_FAMILY = {"ials": {"factors": 8, "iterations": 5}}
+MF_FAMILY = {
+    "ials": {"factors": 8, "iterations": 5}, "lightgcn": {"dim": 8, "epochs": 2},
+    "mixture-of-tastes": {"dim": 8, "n_tastes": 3, "epochs": 2}, "mf-side": {"dim": 8, "epochs": 2},
+    "variational-mf": {"dim": 8, "epochs": 2},
+}
 SERVED = {**FIRST_WAVE, **SECOND_WAVE, **AUTOENCODERS, **MF_FAMILY}
 
 

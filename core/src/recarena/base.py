@@ -47,6 +47,9 @@ class Capabilities:
     #: scores a user from items given at scoring time (``_score_history``), so users it never
     #: trained on can be folded in (strong generalization); per-user-embedding models cannot
     fold_in: bool = False
+    #: predicts a variance beside each rating (``_predict_variance``): the rating evaluator then
+    #: also reports interval_coverage@90 and confident_rmse@20 / confident_ratio@20
+    uncertainty: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "tasks", frozenset(Task(t) for t in self.tasks))
@@ -61,6 +64,7 @@ class Capabilities:
             "side_features": self.side_features,
             "embeddings": self.embeddings,
             "fold_in": self.fold_in,
+            "uncertainty": self.uncertainty,
         }
 
 
@@ -296,6 +300,29 @@ class Recommender:
         if self.rating_scale_ is not None and self.capabilities.supports(Task.RATING):
             pred = np.clip(pred, *self.rating_scale_)
         return pred.astype(np.float32, copy=False)
+
+    def _predict_variance(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Predictive variance of each pair's rating (the model's own uncertainty plus the
+        noise), users / items int64 [N] -> float32 [N] >= 0. Plugins that declare
+        ``uncertainty`` implement it."""
+        raise NotImplementedError(f"{type(self).__name__} predicts no variance")
+
+    @torch.no_grad()
+    def predict_variance(self, users, items, batch_size: int | None = None) -> np.ndarray:
+        """Predictive variance of each pair (see ``_predict_variance``): ``[N]`` ids -> float32 ``[N]``.
+        With :meth:`predict`'s mean it gives a Gaussian predictive distribution per rating."""
+        if not self.capabilities.uncertainty:
+            raise NotImplementedError(f"{type(self).__name__} does not declare uncertainty: it predicts no variance")
+        batch_size = int(batch_size or self.predict_batch_size)
+        self._check_fitted()
+        u = self._check_ids(users, self.n_users_, "user")
+        i = self._check_ids(items, self.n_items_, "item")
+        if len(u) != len(i):
+            raise ValueError(f"users has {len(u)} entries but items has {len(i)}")
+        out = [check_output(self._predict_variance(u[s : s + batch_size].to(self.device), i[s : s + batch_size].to(self.device)),
+                            (len(u[s : s + batch_size]),), type(self).__name__, "_predict_variance").float().cpu()
+               for s in range(0, len(u), batch_size)]
+        return (torch.cat(out).numpy() if out else np.zeros(0, np.float32)).astype(np.float32, copy=False)
 
     def seen_mask_rows(self, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(row, item) index pairs of the training items of ``users`` (for masking)."""

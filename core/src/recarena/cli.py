@@ -185,7 +185,7 @@ def _cmd_config(a) -> int:
     cls = plugins.get(a.model)
     cfg, sources = resolve_with_sources(cls, a.model, proto, a.dataset or proto["dataset"], 0,
                                         Path(a.config) if a.config else None, a.sets)
-    from recarena.torch_model import TRAINER_KEYS
+    from recarena.trainer_settings import TRAINER_KEYS
 
     trainer = {**TRAINER_KEYS, **cfg["trainer"]}
     rows = [(k, v, sources[f"params.{k}"]) for k, v in cfg["params"].items()]

@@ -144,7 +144,7 @@ def resolve_with_sources(
     ``config.yaml`` re-runs on its own dataset)."""
     from recarena import params as P
     from recarena.protocols import content_hash
-    from recarena.torch_model import TRAINER_CONSTRAINTS, TRAINER_KEYS
+    from recarena.trainer_settings import TRAINER_CONSTRAINTS, TRAINER_KEYS
 
     param_names = set(model_cls._param_names())
     trainer_names = set(TRAINER_KEYS)

@@ -13,12 +13,15 @@ draws the same initial weights for the same seed.
 - :class:`CIN`: xDeepFM's compressed interaction network
 - :class:`BiasedDot`: mu + b_u + b_i + p_u . q_i (MF, biased MF, BPR, pre-training stages)
 - :func:`embedding_l2`: L2 on the embedding rows a batch uses
+- :func:`bpr_loss` and :func:`batch_l2`: the pairwise loss of BPR-MF and the models trained
+  like it (LightGCN, mixture of tastes), and their L2 on the rows a batch uses
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -214,6 +217,21 @@ class BiasedDot(nn.Module):
             for e in (self.user_bias, self.item_bias):
                 nn.init.zeros_(e.weight)
 
+    def zero_unseen(self, user: np.ndarray, item: np.ndarray) -> BiasedDot:
+        """Zero the factor and bias rows of every user and item absent from the training rows
+        ``user``, ``item`` (int64 [N]). Training never touches such a row (no gradient, so no
+        optimizer step), so it stays zero: a pair with an unseen item scores ``mu + b_u``, with
+        an unseen user ``mu + b_i``, with both ``mu``, instead of a random initial row's noise.
+        Returns self."""
+        with torch.no_grad():
+            for ids, tables in ((user, ("user_emb", "user_bias")), (item, ("item_emb", "item_bias"))):
+                for name in tables if self.bias else tables[:1]:
+                    w = getattr(self, name).weight
+                    unseen = torch.ones(len(w), dtype=torch.bool)
+                    unseen[torch.as_tensor(ids)] = False
+                    w[unseen] = 0.0
+        return self
+
     def forward(self, u: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
         """u, i: int64 [B] -> float32 [B]"""
         # summed left to right, mu first: the order fixes the float result
@@ -239,3 +257,17 @@ def embedding_l2(reg: float, table: nn.Embedding, ids: torch.Tensor) -> torch.Te
     summed over fields, mean over rows: L2 on the rows a batch touches, so a rare feature is
     shrunk as often as it is seen (Adam's weight_decay would shrink every row every step)."""
     return reg * table(ids).pow(2).sum((1, 2)).mean() if reg else 0.0
+
+
+def bpr_loss(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    """BPR's ``-log sigmoid(pos - neg)``, mean over every (positive, negative) pair:
+    ``pos`` float32 [B, 1] (or [B]), ``neg`` float32 [B, n_neg] -> scalar."""
+    if pos.dim() == 1:
+        pos = pos.unsqueeze(1)
+    return -torch.nn.functional.logsigmoid(pos - neg).mean()
+
+
+def batch_l2(reg: float, *rows: torch.Tensor) -> torch.Tensor | float:
+    """``reg`` x the summed squares of every tensor in ``rows`` (embedding rows a batch uses,
+    [B, d] or [B, n, d]) divided by the batch size B: BPR-MF's (and RecBole's ``EmbLoss``) L2."""
+    return reg * sum(r.pow(2).sum() for r in rows) / len(rows[0]) if reg else 0.0

@@ -29,7 +29,7 @@ PROTOCOL_KEYS = {
 }
 #: what a protocol does with repeated (user, item) rows (``duplicates:``); keep is the default
 DUPLICATE_RULES = ("keep", "last", "mean", "error")
-SPLIT_METHODS = {"ratio_by_user", "global_random", "leave_one_out", "global_temporal", "user_holdout", "predefined", "ncf_files"}
+SPLIT_METHODS = {"ratio_by_user", "global_random", "leave_one_out", "global_temporal", "user_holdout", "item_holdout", "predefined", "ncf_files"}
 
 
 #: what defines a comparison: two protocols that agree on these are the same protocol, whatever
@@ -172,6 +172,8 @@ def prepare(protocol: dict[str, Any], dataset: str | None = None, data_dir=None,
     elif method == "user_holdout":
         s = splits.user_holdout(data, int(sp.pop("n_valid_users")), int(sp.pop("n_test_users")), sp.pop("fold_in", 0.8),
                                 seed=split_seed, drop_unseen_items=bool(sp.pop("drop_unseen_items", False)))
+    elif method == "item_holdout":
+        s = splits.item_holdout(data, sp.pop("ratios", (0.8, 0.1, 0.1)), seed=split_seed)
     elif method == "predefined":
         s = _predefined(data, ds, data_dir, sp.pop("train"), sp.pop("test"))
     elif method == "ncf_files":

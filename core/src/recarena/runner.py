@@ -99,10 +99,11 @@ def code_version(model_cls) -> str:
 
 
 def environment() -> dict[str, Any]:
-    import lightning
+    from importlib.metadata import version
 
     env = {
-        "python": platform.python_version(), "torch": torch.__version__, "lightning": lightning.__version__,
+        # the version from metadata: importing Lightning costs seconds a run that may not use it
+        "python": platform.python_version(), "torch": torch.__version__, "lightning": version("lightning"),
         "platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }

@@ -32,6 +32,7 @@ import torch
 
 from recarena.base import Monitor, Recommender, Task
 from recarena.data.filtering import to_implicit
+from recarena.data.interactions import Interactions
 from recarena.data.splits import ratio_by_user
 from recarena.data.synthetic import checkerboard, synthetic
 from recarena.errors import NotFittedError
@@ -533,6 +534,27 @@ def check_fold_in_matches_training(model: Recommender):
                                err_msg=f"{_name(m)}: folding in a user's training items differs from their training scores")
 
 
+def check_predict_variance(model: Recommender):
+    """A model that declares uncertainty gives a finite, non-negative float32 variance per
+    pair, the same for a pair alone as in a batch, and the evaluator reports its calibration."""
+    from recarena.eval import RatingEvaluator
+
+    m = _fit(model)
+    users = np.repeat(_users(m), 3)
+    items = np.resize(np.arange(m.n_items_), len(users))
+    try:
+        var = m.predict_variance(users, items)
+    except NotImplementedError as e:
+        raise AssertionError(f"{_name(m)} declares uncertainty but {e}: implement _predict_variance(users, items) "
+                             "-> float32 [N]") from None
+    assert var.shape == (len(users),) and var.dtype == np.float32, (var.shape, var.dtype)
+    assert np.isfinite(var).all() and (var >= 0).all(), f"{_name(m)}: variances must be finite and >= 0"
+    np.testing.assert_allclose(m.predict_variance(users[:1], items[:1]), var[:1], rtol=1e-5, atol=1e-6)
+    target = Interactions(users, items, m.user_ids_, m.item_ids_, np.full(len(users), 3.0, np.float32))
+    got = RatingEvaluator(target, ["rmse"]).evaluate(m)
+    assert set(RatingEvaluator.uncertainty_metrics) <= set(got), sorted(got)
+
+
 def checks_for(model: Recommender) -> list[Callable]:
     caps = model.capabilities
     checks = [check_init_stores_params, check_defaults_construct, check_parameters_declared,
@@ -551,6 +573,8 @@ def checks_for(model: Recommender) -> list[Callable]:
         checks.append(check_fold_in_matches_training)
     if caps.embeddings:
         checks.append(check_embeddings_shapes)
+    if caps.uncertainty:
+        checks.append(check_predict_variance)
     if caps.onnx:
         checks += [check_onnx_parity, check_export_leaves_model]
     return checks

@@ -175,6 +175,22 @@ def user_holdout(
     return s
 
 
+def item_holdout(data: Interactions, ratios=(0.8, 0.1, 0.1), seed: int = 0) -> Split:
+    """Cold items: the items (not the rows) are split at random, round(n * r_valid) to
+    validation, round(n * r_test) to test, the rest to train; every row of a validation
+    (test) item is a validation (test) row, so no model sees those items in training and only
+    side features can tell it anything about them. ``n`` counts the items that have rows."""
+    if len(ratios) != 3 or abs(sum(ratios) - 1) > 1e-6:
+        raise RecArenaError(f"item_holdout ratios must be 3 numbers summing to 1, got {list(ratios)}")
+    items = np.unique(data.item)
+    perm = np.random.default_rng(seed).permutation(items)
+    n_valid, n_test = int(round(len(items) * ratios[1])), int(round(len(items) * ratios[2]))
+    role = np.zeros(data.n_items, np.int64)
+    role[perm[len(items) - n_valid - n_test : len(items) - n_test]] = 1
+    role[perm[len(items) - n_test :]] = 2
+    return _parts(data, np.arange(len(data)), role[data.item])
+
+
 def holdout_valid(train: Interactions, ratio: float, seed: int) -> tuple[Interactions, Interactions]:
     """Carve a validation set out of a predefined training file (random rows within user)."""
     s = ratio_by_user(train, (1 - ratio, ratio), seed=seed)

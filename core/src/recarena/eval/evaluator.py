@@ -31,18 +31,23 @@ from recarena.eval.metrics import (
 _METRIC_RE = re.compile(r"^([a-z_]+)(?:@(\d+))?$")
 BEYOND_ACCURACY = ("coverage", "avgpop", "gini")
 RATING_METRICS = ("rmse", "mae")
+#: reported for models that declare ``uncertainty``, whatever the protocol lists:
+#: interval_coverage@P, the share of ratings inside the central P% predictive interval (a
+#: calibrated model gets about P/100); confident_rmse@P, the RMSE of the P% of ratings with
+#: the smallest predictive variance; confident_ratio@P, that over the overall RMSE
+UNCERTAINTY_METRICS = ("interval_coverage", "confident_rmse", "confident_ratio")
 CTR_METRICS = ("auc", "logloss")
-LOWER_IS_BETTER = {"rmse", "mae", "logloss", "avgpop", "gini"}
+LOWER_IS_BETTER = {"rmse", "mae", "logloss", "avgpop", "gini", "confident_rmse", "confident_ratio"}
 
 
 def parse_metric(name: str) -> tuple[str, int | None]:
     """``"NDCG@10"`` -> ``("ndcg", 10)``; raises a clear error on unknown metrics."""
     m = _METRIC_RE.match(name.strip().lower())
-    known = RANKING_METRICS + BEYOND_ACCURACY + RATING_METRICS + CTR_METRICS
+    known = RANKING_METRICS + BEYOND_ACCURACY + RATING_METRICS + UNCERTAINTY_METRICS + CTR_METRICS
     if not m or m.group(1) not in known:
         raise RecArenaError(f"Unknown metric {name!r}; known metrics: {', '.join(known)} (ranking ones take @K).")
     base, k = m.group(1), m.group(2)
-    if base in RANKING_METRICS + BEYOND_ACCURACY and k is None:
+    if base in RANKING_METRICS + BEYOND_ACCURACY + UNCERTAINTY_METRICS and k is None:
         raise RecArenaError(f"Metric {name!r} needs a cutoff, e.g. {base}@10.")
     return base, int(k) if k else None
 
@@ -187,10 +192,33 @@ class RatingEvaluator:
             raise RecArenaError(f"{target.name} has no ratings: rating metrics need explicit data.")
         self.target, self.metrics = target, [m.lower() for m in metrics]
 
+    #: what a model that declares ``uncertainty`` is also judged on
+    uncertainty_metrics = ("interval_coverage@90", "confident_rmse@20", "confident_ratio@20")
+
     def evaluate(self, model: Recommender) -> dict[str, float]:
         pred = model.predict(self.target.user, self.target.item)
         fns = {"rmse": rmse, "mae": mae}
-        return {m: fns[m](pred, self.target.rating) for m in self.metrics}
+        out = {m: fns[m](pred, self.target.rating) for m in self.metrics}
+        if model.capabilities.uncertainty:
+            var = model.predict_variance(self.target.user, self.target.item)
+            for m in self.uncertainty_metrics:
+                base, k = parse_metric(m)
+                out[m] = uncertainty_metric(base, k, pred, var, self.target.rating)
+        return out
+
+
+def uncertainty_metric(name: str, k: int, pred: np.ndarray, var: np.ndarray, true: np.ndarray) -> float:
+    """One of ``UNCERTAINTY_METRICS`` at ``k`` (percent) from predicted means ``pred``, variances
+    ``var`` and ratings ``true`` (float32 [N] each), under a Gaussian predictive distribution."""
+    from statistics import NormalDist
+
+    if name == "interval_coverage":
+        half = NormalDist().inv_cdf(0.5 + k / 200) * np.sqrt(np.maximum(var, 0.0))
+        return float(np.mean(np.abs(true - pred) <= half))
+    n = max(1, int(round(len(var) * k / 100)))
+    sure = np.argsort(var, kind="stable")[:n]
+    sure_rmse = rmse(pred[sure], true[sure])
+    return sure_rmse if name == "confident_rmse" else sure_rmse / rmse(pred, true)
 
 
 class CTREvaluator:

@@ -107,6 +107,7 @@ class BiasedMF(TorchRecommender):
             net.item_emb.weight.copy_(qi)
             net.user_bias.weight.copy_(bu.view(-1, 1))
             net.item_bias.weight.copy_(bi.view(-1, 1))
+        net.zero_unseen(train.user, train.item)  # not the prior's draws: the same answer as the gradient solver
         self.network_ = net.eval()
         self.epochs_trained_ = len(trace)
         # the sweep-by-sweep noise level and training RMSE of the running posterior mean
@@ -123,8 +124,9 @@ class BiasedMF(TorchRecommender):
 
     def build_network(self, train):
         mu = float(train.rating.mean()) if train.rating is not None else 0.0
+        # users and items without training rows answer mu + b_u / mu + b_i (README, Unseen users and items)
         return BiasedDot(train.n_users, train.n_items, int(self.dim), mu, float(self.init_std),
-                         sparse=self.optimizer == "sparse_adam")
+                         sparse=self.optimizer == "sparse_adam").zero_unseen(train.user, train.item)
 
     def loss(self, net: BiasedDot, batch):
         u, i = batch["user"], batch["item"]

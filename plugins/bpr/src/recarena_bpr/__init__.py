@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from recarena import Capabilities, Task
-from recarena.nn import BiasedDot
+from recarena.nn import BiasedDot, batch_l2, bpr_loss
 from recarena.params import Interval
 from recarena.torch_model import TorchRecommender
 
@@ -51,10 +50,7 @@ class BPR(TorchRecommender):
         qj = net.item_emb(batch["neg"])  # [B, n_neg, d]
         pos = (pu * qi).sum(-1, keepdim=True)
         neg = torch.einsum("bd,bnd->bn", pu, qj)
-        loss = -F.logsigmoid(pos - neg).mean()
-        if self.reg:
-            loss = loss + self.reg * (pu.pow(2).sum() + qi.pow(2).sum() + qj.pow(2).sum()) / len(pu)
-        return loss
+        return bpr_loss(pos, neg) + batch_l2(self.reg, pu, qi, qj)
 
     def score_users(self, net, users):
         return net.score(users)

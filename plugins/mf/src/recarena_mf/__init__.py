@@ -34,7 +34,7 @@ class MF(TorchRecommender):
 
             raise RecArenaError("mf is a rating model: it needs explicit ratings.")
         return BiasedDot(train.n_users, train.n_items, int(self.dim), float(train.rating.mean()), float(self.init_std),
-                         bias=False)
+                         bias=False).zero_unseen(train.user, train.item)  # unseen user or item: mu
 
     def loss(self, net, batch):
         pu, qi = net.user_emb(batch["user"]), net.item_emb(batch["item"])
