@@ -28,7 +28,9 @@ def store_rows():
 FAST = ["--set", "epochs=3", "--set", "dim=8", "--set", "trainer.logger=none"]
 
 
-def test_train_json_and_leaderboard():
+def test_train_json_and_leaderboard(capsys):
+    # the first run through a real interpreter (the entry point, exit code, stdout as a user
+    # sees it); the rest in this process (each interpreter start costs seconds)
     r = cli("train", "pop", "--protocol", "synthetic-rank", "--dataset", "synthetic-5000", "--json", "--seed", "1")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout.strip().splitlines()[-1])
@@ -36,7 +38,7 @@ def test_train_json_and_leaderboard():
         assert key in out
     assert out["model"] == "pop" and out["seed"] == 1 and 0 <= out["metrics"]["ndcg@10"] <= 1
     for seed in (1, 2):
-        r = cli("train", "biased-mf", "--protocol", "synthetic-rank", "--dataset", "synthetic-5000", "--seed", str(seed), *FAST)
+        r = inproc(capsys, "train", "biased-mf", "--protocol", "synthetic-rank", "--dataset", "synthetic-5000", "--seed", str(seed), *FAST)
         assert r.returncode == 0, r.stderr
     assert store_rows() == 3
     r = cli("leaderboard", "--protocol", "synthetic-rank", "--format", "json")
@@ -47,16 +49,16 @@ def test_train_json_and_leaderboard():
     ndcg = [row["metrics"]["ndcg@10"]["mean"] for row in board["rows"]]
     assert ndcg == sorted(ndcg, reverse=True)
     for fmt in ("table", "md", "csv"):
-        r = cli("leaderboard", "--protocol", "synthetic-rank", "--format", fmt)
+        r = inproc(capsys, "leaderboard", "--protocol", "synthetic-rank", "--format", fmt)
         assert r.returncode == 0 and "biased-mf" in r.stdout
 
 
-def test_saved_config_reruns_as_is():
+def test_saved_config_reruns_as_is(capsys):
     r = cli("train", "biased-mf", "--protocol", "synthetic-rating", "--dataset", "synthetic-3000", "--json", *FAST, "--set", "lr=0.02")
     assert r.returncode == 0, r.stderr
     first = json.loads(r.stdout.strip().splitlines()[-1])
     cfg = Path(first["artifact"]).parent / "config.yaml"
-    r = cli("train", "biased-mf", "--protocol", "synthetic-rating", "--config", str(cfg), "--json")
+    r = inproc(capsys, "train", "biased-mf", "--protocol", "synthetic-rating", "--config", str(cfg), "--json")
     assert r.returncode == 0, r.stderr
     second = json.loads(r.stdout.strip().splitlines()[-1])
     assert second["config_hash"] == first["config_hash"]
@@ -64,7 +66,7 @@ def test_saved_config_reruns_as_is():
     # a config recorded under an older version of the protocol is refused, not silently re-run
     stale = cfg.parent / "stale.yaml"
     stale.write_text(cfg.read_text().replace("protocol_version: 1", "protocol_version: 0"))
-    r = cli("train", "biased-mf", "--protocol", "synthetic-rating", "--config", str(stale))
+    r = inproc(capsys, "train", "biased-mf", "--protocol", "synthetic-rating", "--config", str(stale))
     assert r.returncode == 2 and "recorded under version 0 of protocol 'synthetic-rating', which is now at version 1" in r.stderr
 
 
@@ -100,13 +102,13 @@ def test_malformed_ratings_line_exit_2(tmp_path):
     assert store_rows() == 0
 
 
-def test_plugins_json():
+def test_plugins_json(capsys):
     r = cli("plugins", "--json")
     rows = {p["name"]: p for p in json.loads(r.stdout)}
     assert rows["biased-mf"]["distribution"] == "recarena-biased-mf"
     assert rows["biased-mf"]["capabilities"]["tasks"] == ["ranking", "rating"]
     assert rows["pop"]["version"]
-    r = cli("plugins")
+    r = inproc(capsys, "plugins")
     assert "recarena-pop" in r.stdout
 
 

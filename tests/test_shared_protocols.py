@@ -55,3 +55,37 @@ def test_ml1m_strong_holds_out_500_and_500_users_and_ease_folds_them_in():
     r = runner.train("ease", "ml1m-strong", data_dir=str(SHARED), sets=["trainer.logger=none"], **QUIET)
     # EASE from the fold-in items, against MetaRec's Mult-DAE .4681 (about +-.01 of split noise)
     assert r["data"]["test"] == len(s.test) and r["metrics"]["ndcg@100"] > 0.45
+
+
+def test_ml1m_cold_items_holds_out_whole_items_and_mean_answers_them():
+    from recarena import protocols
+
+    prep = protocols.prepare(protocols.load_protocol("ml1m-cold-items"), data_dir=str(SHARED))
+    s = prep.split
+    trained = set(s.train.item.tolist())
+    n_items = len(set(prep.data.item.tolist()))
+    for part in (s.valid, s.test):
+        items = set(part.item.tolist())
+        assert not items & trained and len(items) == round(n_items * 0.1)
+    # the baseline on cold items knows only the user: mu + b_u
+    r = runner.train("mean", "ml1m-cold-items", data_dir=str(SHARED), **QUIET)
+    assert 0.95 < r["metrics"]["rmse"] < 1.05
+
+
+@pytest.mark.parametrize("name, dataset_rows", [("ml100k-temporal", 100_000), ("mlsmall-temporal", 100_004)])
+def test_temporal_protocols_hold_out_each_users_latest_ratings(name, dataset_rows):
+    import numpy as np
+
+    from recarena import protocols
+
+    prep = protocols.prepare(protocols.load_protocol(name), data_dir=str(SHARED))
+    s = prep.split
+    assert len(prep.data) == dataset_rows
+    last_train = np.full(prep.data.n_users, np.iinfo(np.int64).min)
+    np.maximum.at(last_train, s.train.user, s.train.timestamp)
+    first_valid = np.full(prep.data.n_users, np.iinfo(np.int64).max)
+    np.minimum.at(first_valid, s.valid.user, s.valid.timestamp)
+    assert (s.valid.timestamp >= last_train[s.valid.user]).all()
+    assert (s.test.timestamp >= first_valid[s.test.user]).all()
+    n = np.bincount(prep.data.user)
+    assert (np.bincount(s.test.user, minlength=len(n)) == n // 10).all()

@@ -157,7 +157,8 @@ RESUMABLE = """
 @pytest.mark.slow
 def test_sigkill_then_resume_gives_the_uninterrupted_result_set(env, tmp_path):
     path = sweep_file(tmp_path, RESUMABLE)
-    p = subprocess.Popen([sys.executable, "-m", "recarena.cli", "sweep", str(path), "--json"], env=env,
+    # two runs at a time: resuming must also cope with two runs cut off at once
+    p = subprocess.Popen([sys.executable, "-m", "recarena.cli", "sweep", str(path), "--json", "--jobs", "2"], env=env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     store = ResultsStore()
     deadline = time.time() + 300
@@ -169,7 +170,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_result_set(env, tmp_path):
     assert 3 <= n_before < 9
     time.sleep(1)  # a child that outlived its parent would record now; none must
     assert len(store.runs(status=None, sweep="r")) == n_before
-    out = run_sweep(env, path, "--resume")
+    out = run_sweep(env, path, "--resume", "--jobs", "2")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["counts"] == {"skipped": n_before, "ok": 9 - n_before}
     got = ok_set(store, "r")

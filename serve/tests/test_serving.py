@@ -49,9 +49,9 @@ AUTOENCODERS = {
 }
 # the MF family
 MF_FAMILY = {
-    "ials": {"factors": 8, "iterations": 5}, "lightgcn": {"dim": 8, "epochs": 2},
+    "mean": {}, "ials": {"factors": 8, "iterations": 5}, "lightgcn": {"dim": 8, "epochs": 2},
     "mixture-of-tastes": {"dim": 8, "n_tastes": 3, "epochs": 2}, "mf-side": {"dim": 8, "epochs": 2},
-    "variational-mf": {"dim": 8, "epochs": 2},
+    "variational-mf": {"dim": 8, "epochs": 2}, "mf-temporal": {"dim": 8, "epochs": 2, "drift_factors": True},
 }
 SERVED = {**FIRST_WAVE, **SECOND_WAVE, **AUTOENCODERS, **MF_FAMILY}
 

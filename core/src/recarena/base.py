@@ -50,6 +50,9 @@ class Capabilities:
     #: predicts a variance beside each rating (``_predict_variance``): the rating evaluator then
     #: also reports interval_coverage@90 and confident_rmse@20 / confident_ratio@20
     uncertainty: bool = False
+    #: predicts from when each rating is made (``_predict_at``): the rating evaluator passes the
+    #: target rows' timestamps; without them the model predicts as of each user's last training row
+    timestamps: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "tasks", frozenset(Task(t) for t in self.tasks))
@@ -65,6 +68,7 @@ class Capabilities:
             "embeddings": self.embeddings,
             "fold_in": self.fold_in,
             "uncertainty": self.uncertainty,
+            "timestamps": self.timestamps,
         }
 
 
@@ -276,10 +280,16 @@ class Recommender:
     #: per row (xDeepFM's CIN) lowers it to bound its peak memory
     predict_batch_size: int = 65536
 
+    def _predict_at(self, users: torch.Tensor, items: torch.Tensor, timestamps: torch.Tensor) -> torch.Tensor:
+        """:meth:`_predict` for ratings made at ``timestamps`` (int64 [N], the data's unit);
+        users, items int64 [N] -> float32 [N]. Plugins that declare ``timestamps`` implement it."""
+        raise NotImplementedError(f"{type(self).__name__} does not predict from time")
+
     @torch.no_grad()
-    def predict(self, users, items, batch_size: int | None = None) -> np.ndarray:
+    def predict(self, users, items, batch_size: int | None = None, timestamps=None) -> np.ndarray:
         """Predicted rating / probability / score of each pair: ``[N]`` ids -> float32 ``[N]``,
-        ``batch_size`` pairs at a time (default ``predict_batch_size``).
+        ``batch_size`` pairs at a time (default ``predict_batch_size``). ``timestamps`` (int64
+        ``[N]``): when each rating is made, for models that declare ``timestamps``.
 
         Rating models are clipped to the training data's rating scale.
         """
@@ -289,11 +299,22 @@ class Recommender:
         i = self._check_ids(items, self.n_items_, "item")
         if len(u) != len(i):
             raise ValueError(f"users has {len(u)} entries but items has {len(i)}")
+        if timestamps is None:
+            def one(s):
+                return self._predict(u[s : s + batch_size].to(self.device), i[s : s + batch_size].to(self.device))
+        else:
+            if not self.capabilities.timestamps:
+                raise NotImplementedError(f"{type(self).__name__} does not declare timestamps: it predicts without time")
+            t = torch.as_tensor(np.asarray(timestamps, dtype=np.int64))
+            if len(t) != len(u):
+                raise ValueError(f"timestamps has {len(t)} entries but users has {len(u)}")
+
+            def one(s):
+                sl = slice(s, s + batch_size)
+                return self._predict_at(u[sl].to(self.device), i[sl].to(self.device), t[sl].to(self.device))
         out = [
-            check_output(self._predict(u[s : s + batch_size].to(self.device), i[s : s + batch_size].to(self.device)),
-                         (len(u[s : s + batch_size]),), type(self).__name__, "_predict")
-            .float()
-            .cpu()
+            check_output(one(s), (len(u[s : s + batch_size]),), type(self).__name__,
+                         "_predict" if timestamps is None else "_predict_at").float().cpu()
             for s in range(0, len(u), batch_size)
         ]
         pred = torch.cat(out).numpy() if out else np.zeros(0, np.float32)

@@ -555,6 +555,29 @@ def check_predict_variance(model: Recommender):
     assert set(RatingEvaluator.uncertainty_metrics) <= set(got), sorted(got)
 
 
+def check_predict_at_times(model: Recommender):
+    """A model that declares timestamps predicts a float32 [N] for pairs at given times, and
+    without times as of each user's last training row."""
+    m = _fit(model)
+    train = _train_data(model)
+    if train.timestamp is None:
+        raise AssertionError("the kit's training data has no timestamps")
+    last = np.full(m.n_users_, np.iinfo(np.int64).min)
+    np.maximum.at(last, train.user, train.timestamp)
+    users = np.unique(train.user)[:37]
+    items = np.resize(np.arange(m.n_items_), len(users))
+    try:
+        at_last = m.predict(users, items, timestamps=last[users])
+    except NotImplementedError as e:
+        raise AssertionError(f"{_name(m)} declares timestamps but {e}: implement _predict_at(users, items, "
+                             "timestamps) -> float32 [N]") from None
+    assert at_last.shape == (len(users),) and at_last.dtype == np.float32 and np.isfinite(at_last).all()
+    np.testing.assert_allclose(m.predict(users, items), at_last, rtol=1e-5, atol=1e-5,
+                               err_msg=f"{_name(m)}: without timestamps, predict must answer as of each user's last training row")
+    later = m.predict(users, items, timestamps=last[users] + 400 * 86400)
+    assert np.isfinite(later).all()
+
+
 def checks_for(model: Recommender) -> list[Callable]:
     caps = model.capabilities
     checks = [check_init_stores_params, check_defaults_construct, check_parameters_declared,
@@ -575,6 +598,8 @@ def checks_for(model: Recommender) -> list[Callable]:
         checks.append(check_embeddings_shapes)
     if caps.uncertainty:
         checks.append(check_predict_variance)
+    if caps.timestamps:
+        checks.append(check_predict_at_times)
     if caps.onnx:
         checks += [check_onnx_parity, check_export_leaves_model]
     return checks

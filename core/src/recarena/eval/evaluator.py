@@ -185,7 +185,8 @@ class RankingEvaluator:
 
 
 class RatingEvaluator:
-    """RMSE / MAE of ``model.predict`` on the target's (user, item, rating) rows."""
+    """RMSE / MAE of ``model.predict`` on the target's (user, item, rating) rows (and their
+    timestamps, for a model that declares ``timestamps``)."""
 
     def __init__(self, target: Interactions, metrics: Sequence[str] = ("rmse", "mae")):
         if target.rating is None:
@@ -196,7 +197,8 @@ class RatingEvaluator:
     uncertainty_metrics = ("interval_coverage@90", "confident_rmse@20", "confident_ratio@20")
 
     def evaluate(self, model: Recommender) -> dict[str, float]:
-        pred = model.predict(self.target.user, self.target.item)
+        when = self.target.timestamp if model.capabilities.timestamps else None
+        pred = model.predict(self.target.user, self.target.item, timestamps=when)
         fns = {"rmse": rmse, "mae": mae}
         out = {m: fns[m](pred, self.target.rating) for m in self.metrics}
         if model.capabilities.uncertainty:

@@ -1,0 +1,69 @@
+import numpy as np
+import pytest
+
+from recarena.data.interactions import IdMap, Interactions
+from recarena.eval import RatingEvaluator
+from recarena.testing import parametrize_with_checks
+from recarena_biased_mf import BiasedMF
+from recarena_mf_temporal import Clock, MFTemporal
+
+DAY = 86400
+
+
+@parametrize_with_checks([MFTemporal(dim=8, epochs=6, batch_size=64, lr=0.02), MFTemporal(dim=8, epochs=6, drift_factors=True)])
+def test_conformance(model, check):
+    check(model)
+
+
+def test_clock_by_hand():
+    """User 0 rated on days 0, 2 and 4 (mean 2), user 1 on day 10; 2 bins of 6 days."""
+    user = np.array([0, 0, 0, 1])
+    ts = np.array([0, 2, 4, 10]) * DAY + 3600
+    c = Clock(user, ts, 2, n_bins=2, beta=0.5, day_s=DAY)
+    dev, slot, bins = c.features(np.array([0, 0, 1, 1]), np.array([4, 1, 10, 30]) * DAY)
+    np.testing.assert_allclose(dev, [np.sqrt(2), -1.0, 0.0, np.sqrt(20)], rtol=1e-6)
+    assert (slot[[0, 2]] > 0).all() and (slot[[1, 3]] == 0).all()  # day 1 and day 30: no offset
+    assert bins.tolist() == [0, 0, 1, 1]  # day 30 is past the period: the last bin
+    dev0, slot0, _ = c.features(np.array([0, 1]), None)  # time-free: each user's last day
+    np.testing.assert_allclose(dev0, [np.sqrt(2), 0.0], rtol=1e-6)
+    assert (slot0 > 0).all()
+
+
+def _drifting(n_users=60, n_items=30, days=200, seed=0):
+    """Every user's ratings rise by 1.5 stars over the period (a drift in time, not in who or
+    what); the last 20% of each user's ratings by time are held out."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(n_users):
+        t = np.sort(rng.integers(0, days, 25))
+        items = rng.choice(n_items, 25, replace=False)
+        for ti, i in zip(t, items):
+            rows.append((u, i, ti, 2.5 + 1.5 * ti / days + 0.3 * ((u + i) % 3 - 1)))
+    a = np.array(rows)
+    maps = IdMap(np.arange(n_users)), IdMap(np.arange(n_items))
+    data = Interactions(a[:, 0], a[:, 1], *maps, a[:, 3].astype(np.float32), (a[:, 2] * DAY).astype(np.int64),
+                        name="drift", rating_scale=(1.0, 5.0))
+    from recarena.data.splits import ratio_by_user
+
+    s = ratio_by_user(data, (0.8, 0.2), order="time")
+    return s.train, s.test
+
+
+def test_without_time_terms_it_is_biased_mf():
+    train, test = _drifting()
+    kw = dict(dim=4, epochs=4, batch_size=32, lr=0.01, reg=0.05, bias_reg=0.01)
+    ours = MFTemporal(temporal=False, **kw).fit(train)
+    theirs = BiasedMF(**kw).fit(train)
+    np.testing.assert_allclose(ours.predict(test.user, test.item, timestamps=test.timestamp),
+                               theirs.predict(test.user, test.item), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("drift_factors", [False, True])
+def test_a_drift_in_time_is_learned_and_used_at_the_targets_times(drift_factors):
+    train, test = _drifting()
+    kw = dict(dim=4, epochs=60, batch_size=32, lr=0.01, reg=0.01)
+    timed = MFTemporal(drift_factors=drift_factors, **kw).fit(train)
+    plain = BiasedMF(**kw).fit(train)
+    ours = RatingEvaluator(test, ["rmse"]).evaluate(timed)["rmse"]
+    theirs = RatingEvaluator(test, ["rmse"]).evaluate(plain)["rmse"]
+    assert ours < 0.8 * theirs, (ours, theirs)
