@@ -119,7 +119,7 @@ SMOKE_PLUS_BAD = """
       - {model: biased-mf, protocols: [synthetic-rating], dataset: synthetic-4000, sets: [epochs=2, dim=8]}
       - {model: crash, protocols: [synthetic-rank], dataset: synthetic-4000, seeds: [0]}
       - {model: hog, protocols: [synthetic-rank], dataset: synthetic-4000, seeds: [0], limits: {memory_mb: 600}}
-      - {model: hang, protocols: [synthetic-rank], dataset: synthetic-4000, seeds: [0], limits: {timeout_s: 15}}
+      - {model: hang, protocols: [synthetic-rank], dataset: synthetic-4000, seeds: [0], limits: {timeout_s: 8}}
 """
 
 
@@ -132,7 +132,7 @@ def test_failing_runs_fail_alone_with_their_reasons(env, tmp_path):
     errors = {f["run"].split("/")[0]: f["error"] for f in summary["failed"]}
     assert "SIGABRT" in errors["crash"]
     assert errors["hog"].startswith("memory limit:") and "> 600 MiB" in errors["hog"]
-    assert errors["hang"].startswith("timeout: still running after 15 s")
+    assert errors["hang"].startswith("timeout: still running after 8 s")
     store = ResultsStore()
     failed = {r["model"]: r for r in store.runs(status="failed", sweep="t")}
     assert set(failed) == {"crash", "hog", "hang"}
@@ -262,7 +262,7 @@ def test_emit_slurm_writes_an_array_script(env, tmp_path):
     assert "--sweep t" in script and "--seed 1" in script
     # per-entry limits: hang stops at its own 15 s; the array asks for the largest time and memory
     hang = next(line for line in script.splitlines() if " hang " in line)
-    assert "exec timeout --kill-after=30 15 " in hang and script.count("exec timeout --kill-after=30 120 ") == 6
+    assert "exec timeout --kill-after=30 8 " in hang and script.count("exec timeout --kill-after=30 120 ") == 6
     assert "#SBATCH --time=7\n" in script and "#SBATCH --mem=3000M" in script
 
 
