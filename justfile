@@ -85,6 +85,10 @@ bench-peers *ARGS: setup
     {{py}} -m pip install -q "implicit==0.7.3"
     {{py}} tests/bench/bench_peers.py --data-dir "{{data_dir}}" {{ARGS}}
 
+# The MF family's seconds per epoch beside bpr / biased-mf, one run (lightgcn's propagation cost)
+bench-mf-family *ARGS: setup
+    {{py}} tests/bench/bench_mf_family.py --data-dir "{{data_dir}}" {{ARGS}}
+
 # Full-ranking evaluation speed (recbole-ml1m) and a 10k x 100k catalogue's memory
 bench-eval: setup
     {{py}} tests/bench/bench_eval.py --data-dir "{{data_dir}}"
