@@ -18,9 +18,10 @@ def test_clock_by_hand():
     """User 0 rated on days 0, 2 and 4 (mean 2), user 1 on day 10; 2 bins of 6 days."""
     user = np.array([0, 0, 0, 1])
     ts = np.array([0, 2, 4, 10]) * DAY + 3600
-    c = Clock(user, ts, 2, n_bins=2, beta=0.5, day_s=DAY)
+    c = Clock(user, ts, 2, n_bins=2, beta=0.5, day_s=DAY, drift_s=DAY)
     dev, slot, bins = c.features(np.array([0, 0, 1, 1]), np.array([4, 1, 10, 30]) * DAY)
-    np.testing.assert_allclose(dev, [np.sqrt(2), -1.0, 0.0, np.sqrt(20)], rtol=1e-6)
+    # day 30 is past user 1's only training day: the drift holds its last value (0)
+    np.testing.assert_allclose(dev, [np.sqrt(2), -1.0, 0.0, 0.0], rtol=1e-6)
     assert (slot[[0, 2]] > 0).all() and (slot[[1, 3]] == 0).all()  # day 1 and day 30: no offset
     assert bins.tolist() == [0, 0, 1, 1]  # day 30 is past the period: the last bin
     dev0, slot0, _ = c.features(np.array([0, 1]), None)  # time-free: each user's last day
@@ -65,3 +66,14 @@ def test_a_drift_in_time_is_learned_and_used_at_the_targets_times():
     ours = RatingEvaluator(test, ["rmse"]).evaluate(timed)["rmse"]
     theirs = RatingEvaluator(test, ["rmse"]).evaluate(plain)["rmse"]
     assert ours < 0.8 * theirs, (ours, theirs)
+
+
+def test_the_drift_runs_on_its_own_clock():
+    """In hours, user 0's ratings (days 0, 2, 4 at 01:00) have mean hour 49; a rating on day 4
+    at 01:00 is 48 hours past it, one at day 4 + 10 h is held to the last training hour."""
+    user = np.array([0, 0, 0])
+    ts = np.array([0, 2, 4]) * DAY + 3600
+    c = Clock(user, ts, 1, n_bins=1, beta=0.5, day_s=DAY, drift_s=3600)
+    dev, slot, _ = c.features(np.array([0, 0]), np.array([4 * DAY + 3600, 4 * DAY + 36000]))
+    np.testing.assert_allclose(dev, [np.sqrt(48), np.sqrt(48)], rtol=1e-6)
+    assert (slot > 0).all()  # the same day: its offset applies

@@ -4,8 +4,9 @@ KDD 2009): the timeSVD model's time-dependent biases and, optionally, drifting u
     r(u, i, t) = mu + b_u + a_u dev_u(t) + b_{u,day(t)} + b_i + b_{i,bin(t)}
                  + q_i . (p_u + a^p_u dev_u(t))
 
-``dev_u(t) = sign(t - t_u) |t - t_u|^beta`` in days, ``t_u`` the mean day of u's training
-ratings; ``b_{u,day}`` a user's offset on one day (a mood, or someone else at the keyboard),
+``dev_u(t) = sign(t - t_u) |t - t_u|^beta`` (t in days as Koren's, or a finer unit:
+``drift_seconds``), ``t_u`` the mean time of u's training ratings, t held to the user's training
+span (a drift is not extrapolated past it); ``b_{u,day}`` a user's offset on one day (a mood, or someone else at the keyboard),
 learned for the (user, day) pairs of training and 0 on any other day; ``b_{i,bin}`` an item's
 offset in one of ``n_bins`` equal slices of the training period (a film's popularity moves).
 
@@ -29,29 +30,41 @@ from recarena.torch_model import TorchRecommender
 
 
 class Clock:
-    """Where training happened in time: per-user mean day ``t_u`` (float64 [n_users]), each
-    user's last training day (int64 [n_users]), the first day and the bin width of the
-    training period, and the sorted (user, day) keys that have a day offset."""
+    """Where training happened in time. For the drift, on its own clock (``drift_s`` seconds a
+    tick): each user's mean tick ``t_u`` (float64 [n_users]) and first and last tick (int64
+    [n_users]); each user's last training timestamp; in days: the first day and the bin width of
+    the training period, and the sorted (user, day) keys that have a day offset."""
 
-    def __init__(self, user: np.ndarray, timestamp: np.ndarray, n_users: int, n_bins: int, beta: float, day_s: int):
-        self.day_s, self.beta, self.n_bins = int(day_s), float(beta), int(n_bins)
+    def __init__(self, user: np.ndarray, timestamp: np.ndarray, n_users: int, n_bins: int, beta: float, day_s: int,
+                 drift_s: int):
+        self.day_s, self.drift_s, self.beta, self.n_bins = int(day_s), int(drift_s), float(beta), int(n_bins)
         days = timestamp // self.day_s
+        ticks = timestamp // self.drift_s  # the drift's clock
         self.first = int(days.min())
         span = int(days.max()) - self.first + 1
         self.bin_days = max(1, -(-span // self.n_bins))  # ceil
         cnt = np.bincount(user, minlength=n_users)
-        self.mean_day = np.bincount(user, days.astype(np.float64), minlength=n_users) / np.maximum(cnt, 1)
-        self.last_day = np.full(n_users, self.first, np.int64)
-        np.maximum.at(self.last_day, user, days)
+        self.mean_tick = np.bincount(user, ticks.astype(np.float64), minlength=n_users) / np.maximum(cnt, 1)
+        lo, hi = np.full(n_users, np.iinfo(np.int64).max), np.full(n_users, np.iinfo(np.int64).min)
+        np.minimum.at(lo, user, ticks)
+        np.maximum.at(hi, user, ticks)
+        lo[cnt == 0] = hi[cnt == 0] = ticks.min()  # a user without training rows: no drift
+        self.first_tick, self.last_tick = lo, hi
+        self.last_time = np.full(n_users, int(timestamp.min()), np.int64)  # each user's last training timestamp
+        np.maximum.at(self.last_time, user, timestamp)
         self.width = span + 1  # keys: user * width + (day - first), day inside the training period
         self.keys = np.unique(user.astype(np.int64) * self.width + (days - self.first))
 
     def features(self, user: np.ndarray, timestamp: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """For pairs' users (int64 [N]) at ``timestamp`` (int64 [N], or None: each user's last
-        training day): dev_u(t) float32 [N], day slot int64 [N] (0: no offset, else 1 + index
+        training timestamp): dev_u(t) float32 [N], day slot int64 [N] (0: no offset, else 1 + index
         of the (user, day) key), time bin int64 [N] (clamped to the training period's bins)."""
-        days = self.last_day[user] if timestamp is None else np.asarray(timestamp, np.int64) // self.day_s
-        delta = days - self.mean_day[user]
+        ts = self.last_time[user] if timestamp is None else np.asarray(timestamp, np.int64)
+        days = ts // self.day_s
+        # the drift holds its value outside the user's training span: a power of the distance
+        # from the mean extrapolates without bound, and the ratings asked for come later
+        ticks = np.clip(ts // self.drift_s, self.first_tick[user], self.last_tick[user])
+        delta = ticks - self.mean_tick[user]
         dev = (np.sign(delta) * np.abs(delta) ** self.beta).astype(np.float32)
         rel = days - self.first
         key = user.astype(np.int64) * self.width + rel
@@ -121,14 +134,16 @@ class MFTemporal(TorchRecommender):
 
     ``temporal``: False leaves every time term out (biased-mf); ``drift_factors``: a user's
     factors drift too (a^p_u dev_u(t)); ``time_reg``: L2 per rating on the time terms;
-    ``day_seconds``: the length of a day in the data's time unit."""
+    ``day_seconds``: the length of a day in the data's time unit; ``drift_seconds``: the drift's
+    time unit (a day by default; ML-100K users rate in sessions, and a drift within one shows
+    only in hours or minutes)."""
 
     capabilities = Capabilities(tasks={Task.RATING}, embeddings=True, onnx=True, timestamps=True)
     _parameter_constraints = {
         "dim": [Interval(int, 1, None)], "reg": [Interval(float, 0, None)], "bias_reg": [Interval(float, 0, None)],
         "time_reg": [Interval(float, 0, None)], "init_std": [Interval(float, 0, None)],
         "n_bins": [Interval(int, 1, None)], "beta": [Interval(float, 0, None)], "temporal": [bool],
-        "drift_factors": [bool], "day_seconds": [Interval(int, 1, None)],
+        "drift_factors": [bool], "day_seconds": [Interval(int, 1, None)], "drift_seconds": [Interval(int, 1, None)],
     }
 
     def __init__(
@@ -146,6 +161,7 @@ class MFTemporal(TorchRecommender):
         temporal: bool = True,
         drift_factors: bool = False,
         day_seconds: int = 86400,
+        drift_seconds: int = 86400,
         optimizer: str = "adam",
         weight_decay: float = 0.0,
     ):
@@ -162,6 +178,7 @@ class MFTemporal(TorchRecommender):
         self.temporal = temporal
         self.drift_factors = drift_factors
         self.day_seconds = day_seconds
+        self.drift_seconds = drift_seconds
         self.optimizer = optimizer
         self.weight_decay = weight_decay
 
@@ -173,7 +190,8 @@ class MFTemporal(TorchRecommender):
                                 "timestamps, such as ml100k-temporal, or temporal=False).")
         base = BiasedDot(train.n_users, train.n_items, int(self.dim), float(train.rating.mean()),
                          float(self.init_std)).zero_unseen(train.user, train.item)
-        self.clock_ = Clock(train.user, train.timestamp, train.n_users, int(self.n_bins), float(self.beta), int(self.day_seconds))
+        self.clock_ = Clock(train.user, train.timestamp, train.n_users, int(self.n_bins), float(self.beta),
+                            int(self.day_seconds), int(self.drift_seconds))
         now = self.clock_.features(np.arange(train.n_users), None)
         return TemporalNet(base, len(self.clock_.keys), int(self.n_bins), bool(self.temporal), bool(self.drift_factors), now)
 
