@@ -10,7 +10,7 @@ Each model trains ``--epochs`` epochs without validation; the figure is the fit 
 epochs (so it includes building the network), the peak resident memory growth beside it.
 Ends with one line ``bench-mf-family: <json>``.
 
-    python tests/bench/bench_mf_family.py --data-dir ../shared/data [--epochs 2] [--threads 2]
+    python tests/bench/bench_mf_family.py --data-dir ../shared/data [--epochs 2] [--threads 2] [--protocols recbole-ml1m]
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ def main() -> None:
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--protocols", default=None, help="comma-separated: only these protocols' rows")
     a = ap.parse_args()
     import torch
 
@@ -48,6 +49,8 @@ def main() -> None:
     prepared = {}
     out = {"epochs": a.epochs, "threads": a.threads, "runs": []}
     for proto, name, params in RUNS:
+        if a.protocols and proto not in a.protocols.split(","):
+            continue
         if proto not in prepared:
             prepared[proto] = prepare(load_protocol(proto), None, a.data_dir).split.train
         train = prepared[proto]
