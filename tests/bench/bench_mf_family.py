@@ -59,7 +59,7 @@ def main() -> None:
             t = time.perf_counter()
             model.fit(train, seed=0, trainer={"logger": "none", "progress_bar": False})
             s = (time.perf_counter() - t) / a.epochs
-        row = {"protocol": proto, "model": name, **params, "s_per_epoch": round(s, 2), "peak.peak_mb": round(peak.peak_mb)}
+        row = {"protocol": proto, "model": name, **params, "s_per_epoch": round(s, 2), "peak_mib": round(peak.peak_mb)}
         out["runs"].append(row)
         print(f"{proto:18s} {name:18s} {json.dumps(params):40s} {s:7.2f} s/epoch  +{peak.peak_mb:,.0f} MiB", flush=True)
     print("bench-mf-family: " + json.dumps(out))
