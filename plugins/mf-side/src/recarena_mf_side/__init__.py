@@ -65,10 +65,13 @@ class SideNet(nn.Module):
                 b.user_bias(users).squeeze(-1), b.item_bias(items).squeeze(-1),
                 self.side_bias(ua).squeeze(-1), self.side_bias(ia).squeeze(-1))
 
+    def combine(self, pu, qi, va, vg, bu, bi, ba, bg) -> torch.Tensor:
+        """:meth:`parts` -> predicted ratings float32 [B] (the loss reuses the parts for its L2)."""
+        return self.base.mu + bu + ba.sum(1) + bi + bg.sum(1) + ((pu + va.sum(1)) * (qi + vg.sum(1))).sum(-1)
+
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """users, items int64 [B] -> predicted ratings float32 [B]."""
-        pu, qi, va, vg, bu, bi, ba, bg = self.parts(users, items)
-        return self.base.mu + bu + ba.sum(1) + bi + bg.sum(1) + ((pu + va.sum(1)) * (qi + vg.sum(1))).sum(-1)
+        return self.combine(*self.parts(users, items))
 
 
 class MFSide(TorchRecommender):
@@ -125,8 +128,9 @@ class MFSide(TorchRecommender):
         return SideNet(base, users, items, n, float(self.init_std))
 
     def loss(self, net, batch):
-        pu, qi, va, vg, bu, bi, ba, bg = net.parts(batch["user"], batch["item"])
-        pred = net.base.mu + bu + ba.sum(1) + bi + bg.sum(1) + ((pu + va.sum(1)) * (qi + vg.sum(1))).sum(-1)
+        parts = net.parts(batch["user"], batch["item"])
+        pu, qi, va, vg, bu, bi, ba, bg = parts
+        pred = net.combine(*parts)
         reg = self.reg * ((pu**2).sum(-1) + (qi**2).sum(-1)) + self.bias_reg * (bu**2 + bi**2)
         if va.shape[1] or vg.shape[1]:
             reg = reg + self.side_reg * (va.pow(2).sum((1, 2)) + vg.pow(2).sum((1, 2)) + ba.pow(2).sum(1) + bg.pow(2).sum(1))
