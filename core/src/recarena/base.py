@@ -47,6 +47,11 @@ class Capabilities:
     #: scores a user from items given at scoring time (``_score_history``), so users it never
     #: trained on can be folded in (strong generalization); per-user-embedding models cannot
     fold_in: bool = False
+    #: scores a user it trained on from a history given at scoring time (``_score_history``): the
+    #: items that came after training, such as a leave-one-out validation item at test time
+    #: (``eval: {context: true}`` protocols, s3rec-loo). Implied by ``fold_in``; a sequential
+    #: model reads the history in time order
+    context: bool = False
     #: predicts a variance beside each rating (``_predict_variance``): the rating evaluator then
     #: also reports interval_coverage@90 and confident_rmse@20 / confident_ratio@20
     uncertainty: bool = False
@@ -56,6 +61,8 @@ class Capabilities:
 
     def __post_init__(self):
         object.__setattr__(self, "tasks", frozenset(Task(t) for t in self.tasks))
+        if self.fold_in:  # scoring a stranger from a history includes scoring a known user from one
+            object.__setattr__(self, "context", True)
 
     def supports(self, task: Task | str) -> bool:
         return Task(task) in self.tasks
@@ -67,6 +74,7 @@ class Capabilities:
             "side_features": self.side_features,
             "embeddings": self.embeddings,
             "fold_in": self.fold_in,
+            "context": self.context,
             "uncertainty": self.uncertainty,
             "timestamps": self.timestamps,
         }
@@ -251,8 +259,10 @@ class Recommender:
     def _score_history(self, users: torch.Tensor, indptr: np.ndarray, indices: np.ndarray) -> torch.Tensor:
         """Scores of every item for ``users`` int64 [B] given each user's history at scoring time:
         the CSR ``(indptr [n_users + 1], indices)`` of item ids (their training items and any given
-        as context, e.g. a held-out user's fold-in items). float32 [B, n_items]. Plugins that
-        declare ``fold_in`` implement it."""
+        as context, e.g. a held-out user's fold-in items, or a leave-one-out validation item).
+        Under a sequential protocol each row is in time order, repeats kept (``Interactions.
+        sequences``); otherwise each row is the user's distinct items. float32 [B, n_items].
+        Plugins that declare ``fold_in`` or ``context`` implement it."""
         raise NotImplementedError(f"{type(self).__name__} cannot fold in users from a history given at scoring time")
 
     def _predict(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
@@ -270,8 +280,9 @@ class Recommender:
     def score_history(self, users, indptr: np.ndarray, indices: np.ndarray) -> torch.Tensor:
         """:meth:`score` from a history given at scoring time (see ``_score_history``)."""
         self._check_fitted()
-        if not self.capabilities.fold_in:
-            raise NotImplementedError(f"{type(self).__name__} does not declare fold_in: it scores only users it trained on")
+        if not self.capabilities.context:
+            raise NotImplementedError(f"{type(self).__name__} declares neither fold_in nor context: it scores users "
+                                      "from training only")
         u = self._check_ids(users, self.n_users_, "user")
         return check_output(self._score_history(u.to(self.device), indptr, indices), (len(u), self.n_items_),
                             type(self).__name__, "_score_history").float()

@@ -15,6 +15,9 @@ draws the same initial weights for the same seed.
 - :func:`embedding_l2`: L2 on the embedding rows a batch uses
 - :func:`bpr_loss` and :func:`batch_l2`: the pairwise loss of BPR-MF and the models trained
   like it (LightGCN, mixture of tastes), and their L2 on the rows a batch uses
+- :class:`TransformerBlock` and :func:`causal_mask`: SASRec's self-attention layer over a
+  left-padded sequence (written out, not ``nn.TransformerEncoderLayer``, whose fast path
+  does not export to ONNX)
 """
 
 from __future__ import annotations
@@ -271,3 +274,43 @@ def batch_l2(reg: float, *rows: torch.Tensor) -> torch.Tensor | float:
     """``reg`` x the summed squares of every tensor in ``rows`` (embedding rows a batch uses,
     [B, d] or [B, n, d]) divided by the batch size B: BPR-MF's (and RecBole's ``EmbLoss``) L2."""
     return reg * sum(r.pow(2).sum() for r in rows) / len(rows[0]) if reg else 0.0
+
+
+def causal_mask(real: torch.Tensor) -> torch.Tensor:
+    """Which keys each query may attend to: ``real`` bool [B, L] (False at padding) -> bool
+    [B, L, L], True where key k <= query q and k is a real item. A padding query keeps its own
+    position, so its softmax has a term (its output is never read)."""
+    pos = torch.arange(real.shape[1], device=real.device)
+    q, k = pos.view(-1, 1), pos.view(1, -1)  # comparisons, not tril/eye: they export to ONNX
+    return ((k <= q).unsqueeze(0) & real.unsqueeze(1)) | (k == q).unsqueeze(0)
+
+
+class TransformerBlock(nn.Module):
+    """One post-norm Transformer layer (BERT's and SASRec's public implementations):
+    multi-head self-attention, then a GELU feed-forward of width ``ffn_mult * dim``, each with
+    dropout, a residual and LayerNorm. float32 [B, L, dim] with ``mask`` bool [B, L, L] (True =
+    may attend, :func:`causal_mask`) -> float32 [B, L, dim]."""
+
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0, ffn_mult: int = 4):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"dim {dim} is not a multiple of heads {heads}")
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.out = nn.Linear(dim, dim)
+        self.norm1 = nn.LayerNorm(dim, eps=1e-12)
+        self.ffn = nn.Sequential(nn.Linear(dim, ffn_mult * dim), nn.GELU(), nn.Linear(ffn_mult * dim, dim))
+        self.norm2 = nn.LayerNorm(dim, eps=1e-12)
+        self.attn_drop = nn.Dropout(dropout)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        B, L, d = x.shape
+        h = self.heads
+        q, k, v = self.qkv(x).view(B, L, 3, h, d // h).permute(2, 0, 3, 1, 4)  # each [B, h, L, d/h]
+        att = (q @ k.transpose(-1, -2)) / float(np.sqrt(d // h))
+        # a large negative, not -inf: an all-masked row would give NaN
+        att = att.masked_fill(~mask.unsqueeze(1), -1e9).softmax(-1)
+        y = (self.attn_drop(att) @ v).transpose(1, 2).reshape(B, L, d)
+        x = self.norm1(x + self.drop(self.out(y)))
+        return self.norm2(x + self.drop(self.ffn(x)))

@@ -29,6 +29,10 @@ PROTOCOL_KEYS = {
 }
 #: what a protocol does with repeated (user, item) rows (``duplicates:``); keep is the default
 DUPLICATE_RULES = ("keep", "last", "mean", "error")
+#: ``eval:`` keys: sampled (rank each target against ``negatives`` sampled items instead of the
+#: catalogue), context (the validation items are given at test time as context, see
+#: RankingEvaluator)
+EVAL_KEYS = ("sampled", "negatives", "context")
 SPLIT_METHODS = {"ratio_by_user", "global_random", "leave_one_out", "global_temporal", "user_holdout", "item_holdout", "predefined", "ncf_files"}
 
 
@@ -86,6 +90,15 @@ def load_protocol(name: str) -> dict[str, Any]:
         parse_metric(m)
     if p.get("duplicates", "keep") not in DUPLICATE_RULES:
         raise UnknownNameError("duplicates rule", str(p["duplicates"]), DUPLICATE_RULES, where=str(path))
+    ev = p.get("eval") or {}
+    for k in ev:
+        if k not in EVAL_KEYS:
+            raise UnknownNameError("eval key", str(k), EVAL_KEYS, where=str(path))
+    if ev.get("context") and p.get("refit"):
+        raise RecArenaError(f"{path}: eval.context gives the validation items as context at test time, never "
+                            "trained on; refit: true would train on them. Set one of the two.")
+    if ev.get("context") and p["task"] not in ("ranking", "sequential"):
+        raise RecArenaError(f"{path}: eval.context is for ranking and sequential protocols, not {p['task']}.")
     method = p["split"].get("method")
     if method not in SPLIT_METHODS:
         raise UnknownNameError("split method", str(method), SPLIT_METHODS, where=str(path))
@@ -127,7 +140,15 @@ class Prepared:
             exclude = [s.train, s.extra[f"{part}_fold_in"]]
             return RankingEvaluator(target, exclude, metrics, item_popularity=s.train.item_counts(), fold_in=True)
         exclude = [s.train] if part == "valid" else [s.train] + ([s.valid] if s.valid is not None else [])
-        return RankingEvaluator(target, exclude, metrics, item_popularity=s.train.item_counts())
+        context = None
+        if (p.get("eval") or {}).get("context"):
+            # the validation item is context at test time, never trained on (S3-Rec's protocol):
+            # a model that declares `context` is scored from train (+ valid) in time order
+            hist = exclude[0]
+            for part_ in exclude[1:]:
+                hist = hist.concat(part_)
+            context = hist.sequences()
+        return RankingEvaluator(target, exclude, metrics, item_popularity=s.train.item_counts(), context=context)
 
 
 def prepare(protocol: dict[str, Any], dataset: str | None = None, data_dir=None, seed: int = 0,

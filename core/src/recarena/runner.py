@@ -155,6 +155,9 @@ def train(
             f"model {model!r} cannot fold in a user it did not train on (it learns per-user parameters). "
             "Models that can declare Capabilities(fold_in=True) and implement _score_history."
         )
+    if (proto.get("eval") or {}).get("context") and not cls.capabilities.context:
+        log(f"{proto['name']}: {model} declares no context, so it is scored from its training state "
+            "(the validation item given at test time is masked but not used).")
     ds = dataset or proto["dataset"]
     cfg = resolve(cls, model, proto, ds, seed, Path(experiment) if experiment else None, sets,
                   dataset_explicit=dataset is not None)

@@ -534,6 +534,32 @@ def check_fold_in_matches_training(model: Recommender):
                                err_msg=f"{_name(m)}: folding in a user's training items differs from their training scores")
 
 
+def check_context_matches_training(model: Recommender):
+    """A model that takes context scores a user given their own training history, in time
+    order, exactly as it scores them from training; a sequential one also reads what is given:
+    one more item at the end changes the user's scores."""
+    m = _fit(model, "implicit")
+    users = _users(m)
+    indptr, indices = _train_data(m, "implicit").sequences()
+    try:
+        given = m.score_history(users, indptr, indices).cpu().numpy()
+    except NotImplementedError as e:
+        raise AssertionError(f"{_name(m)} declares context but {e}: implement _score_history(users, indptr, "
+                             "indices) -> float32 [B, n_items]") from None
+    np.testing.assert_allclose(given, m.score(users).cpu().numpy(), rtol=1e-5, atol=1e-5,
+                               err_msg=f"{_name(m)}: scoring a user from their training sequence differs from their "
+                                       "training scores")
+    if m.capabilities.supports(Task.SEQUENTIAL):
+        u = int(users[0])
+        row = indices[indptr[u]:indptr[u + 1]]
+        extra = int((row[-1] + 1) % m.n_items_)
+        longer = np.r_[row, extra]
+        after = m.score_history(np.array([u]), np.array([0] * (u + 1) + [len(longer)] * (m.n_users_ - u)), longer)
+        assert not np.allclose(after.cpu().numpy()[0], given[0]), (
+            f"{_name(m)} declares context but ignores it: one more item at the end of user {u}'s history "
+            "left their scores unchanged")
+
+
 def check_predict_variance(model: Recommender):
     """A model that declares uncertainty gives a finite, non-negative float32 variance per
     pair, the same for a pair alone as in a batch, and the evaluator reports its calibration."""
@@ -594,6 +620,8 @@ def checks_for(model: Recommender) -> list[Callable]:
                    check_exclude_seen]
     if caps.fold_in:
         checks.append(check_fold_in_matches_training)
+    if caps.context:
+        checks.append(check_context_matches_training)
     if caps.embeddings:
         checks.append(check_embeddings_shapes)
     if caps.uncertainty:

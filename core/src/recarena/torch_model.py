@@ -125,8 +125,13 @@ class IndexBatches(torch.utils.data.IterableDataset):
     ``make_batch(index [B] int64) -> dict`` may add sampled fields (e.g. negatives).
     """
 
-    def __init__(self, tensors: dict[str, torch.Tensor], batch_size: int, seed: int, make_batch=None, drop_last=False):
+    def __init__(self, tensors: dict[str, torch.Tensor], batch_size: int, seed: int, make_batch=None, drop_last=False,
+                 lengths: torch.Tensor | None = None):
         self.tensors = tensors
+        # lengths [N]: rows of similar length go in one batch (so a sequence model pads each
+        # batch only to its own longest row): the shuffled rows are cut into pools of 50
+        # batches, each pool sorted by length, and the batches shuffled again
+        self.lengths = lengths
         self.n = len(next(iter(tensors.values())))
         self.batch_size = batch_size
         self.seed = seed
@@ -143,6 +148,12 @@ class IndexBatches(torch.utils.data.IterableDataset):
         g = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
         self.epoch += 1
         perm = torch.randperm(self.n, generator=g)
+        if self.lengths is not None:
+            pool = 50 * self.batch_size
+            parts = [p[torch.argsort(self.lengths[p], stable=True)] for p in perm.split(pool)]
+            batches = torch.cat(parts).split(self.batch_size)
+            order = torch.randperm(len(batches), generator=g)
+            perm = torch.cat([batches[i] for i in order])
         rank, world = 0, 1
         if torch.distributed.is_initialized():
             rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
@@ -350,6 +361,11 @@ class TorchRecommender(Recommender):
 
         return make
 
+    def batch_lengths(self, tensors: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """Each training row's length (int64 [N]) for a plugin whose cost grows with it
+        (padded sequences): batches then hold rows of similar length. None: plain shuffling."""
+        return None
+
     # ---- the Recommender contract ---------------------------------------------------------------
     @property
     def device(self) -> torch.device:
@@ -395,7 +411,8 @@ class TorchRecommender(Recommender):
         _quiet_lightning()
         self.network_ = network
         tensors = self.training_tensors(train, network)
-        data = IndexBatches(tensors, int(self.batch_size), self.seed_, self.batch_maker(train, tensors, self.seed_))
+        data = IndexBatches(tensors, int(self.batch_size), self.seed_, self.batch_maker(train, tensors, self.seed_),
+                            lengths=self.batch_lengths(tensors))
         loader = torch.utils.data.DataLoader(data, batch_size=None, num_workers=0)
         module = _Module(self, network, monitor)
 

@@ -195,6 +195,15 @@ class Interactions:
         m = self.csr()
         return m.indptr.astype(np.int64), m.indices.astype(np.int64)
 
+    def sequences(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(indptr [n_users+1], items [len])``: each user's items in time order (row order
+        where there are no timestamps, and between rows of one time), repeats kept, int64."""
+        order = (np.lexsort((self.timestamp, self.user)) if self.timestamp is not None
+                 else np.argsort(self.user, kind="stable"))
+        indptr = np.zeros(self.n_users + 1, np.int64)
+        np.cumsum(np.bincount(self.user, minlength=self.n_users), out=indptr[1:])
+        return indptr, self.item[order].astype(np.int64)
+
     def item_counts(self) -> np.ndarray:
         """``[n_items]`` int64 number of interactions per item."""
         return np.bincount(self.item, minlength=self.n_items).astype(np.int64)

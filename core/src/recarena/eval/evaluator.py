@@ -70,6 +70,7 @@ class RankingEvaluator:
 
     ``target``: the interactions to find (validation or test). ``exclude``: interactions
     whose items are masked for each user (training, plus validation at test time).
+    ``context``: each user's time-ordered history given at scoring time (see ``_score_history``).
     ``metrics``: names like ``"ndcg@10"``; ``memory_budget``: bytes of float32 scores per
     chunk (the chunk's mask and hit tables add ~1/4 of that).
     """
@@ -82,6 +83,7 @@ class RankingEvaluator:
         memory_budget: int = 256 << 20,
         item_popularity: np.ndarray | None = None,
         fold_in: bool = False,
+        context: tuple[np.ndarray, np.ndarray] | None = None,
     ):
         self.metrics = [m.lower() for m in metrics]
         self.parsed = [parse_metric(m) for m in self.metrics]
@@ -99,6 +101,10 @@ class RankingEvaluator:
         # fold_in: the model scores each user from the excluded items as their history (the
         # context given at scoring time: a held-out user's fold-in items), not from training alone
         self.fold_in = fold_in
+        # context: (indptr, indices) of each user's history in time order, given at scoring time
+        # to a model that declares ``context`` (the validation item at test time); a model that
+        # does not is scored from training, as a model with no use for it (pop) would be anyway
+        self.context = context
         self.chunk = max(1, memory_budget // (4 * max(1, self.n_items)))
         self.popularity = (
             item_popularity
@@ -173,6 +179,8 @@ class RankingEvaluator:
     def _scores(self, model: Recommender, users: torch.Tensor) -> torch.Tensor:
         if self.fold_in:
             return model._score_history(users.to(model.device), self.x_indptr, self.x_indices).float()
+        if self.context is not None and model.capabilities.context:
+            return model._score_history(users.to(model.device), *self.context).float()
         return model._score(users.to(model.device)).float()
 
     def _beyond(self, base: str, counts: np.ndarray) -> float:

@@ -12,6 +12,7 @@ from torch import nn
 
 from recarena import Capabilities, Task
 from recarena.params import Interval
+from recarena.sequences import last_items
 from recarena.torch_model import TorchRecommender
 
 
@@ -48,7 +49,7 @@ class _Net(nn.Module):
 
 
 class Caser(TorchRecommender):
-    capabilities = Capabilities(tasks={Task.SEQUENTIAL, Task.RANKING}, embeddings=True, onnx=True)
+    capabilities = Capabilities(tasks={Task.SEQUENTIAL, Task.RANKING}, embeddings=True, onnx=True, context=True)
     negatives = True
     _parameter_constraints = {
         "dim": [Interval(int, 1, None)], "L": [Interval(int, 1, None)], "n_h": [Interval(int, 1, None)],
@@ -108,6 +109,12 @@ class Caser(TorchRecommender):
 
     def score_users(self, net, users):
         return net.state(users, net.last_seq[users]) @ net.W2.weight.T + net.b2.weight.view(1, -1)
+
+    def _score_history(self, users, indptr, indices):
+        # the user's embedding from training, the window from the history given now (its last L)
+        seq = last_items(users, indptr, indices, int(self.L), pad=self.n_items_).to(self.device)
+        net = self.network_
+        return net.state(users, seq) @ net.W2.weight.T + net.b2.weight.view(1, -1)
 
     def _embeddings(self):
         return {"user": self.network_.user_emb.weight.detach().numpy(),

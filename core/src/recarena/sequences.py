@@ -1,0 +1,168 @@
+"""What sequential plugins share: cutting time-ordered histories into fixed-length windows.
+
+Histories come as CSR rows in time order (``Interactions.sequences``, or what an evaluator
+passes to ``_score_history``); windows are left-padded with ``pad`` (plugins use their
+catalogue size, the id after the last item) so the newest item is always in the last column.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from recarena.base import Capabilities, Task
+from recarena.params import Interval, Options
+from recarena.torch_model import Batch, TorchRecommender
+
+
+def _windows(start: np.ndarray, end: np.ndarray, indices: np.ndarray, length: int, pad: int) -> np.ndarray:
+    """Row b: ``indices[max(start, end - length) : end]``, left-padded to ``length``."""
+    idx = end[:, None] - length + np.arange(length)[None, :]
+    inside = idx >= start[:, None]
+    if len(indices) == 0:
+        return np.full(idx.shape, pad, np.int64)
+    return np.where(inside, indices[np.clip(idx, 0, len(indices) - 1)], pad).astype(np.int64)
+
+
+def last_items(users, indptr: np.ndarray, indices: np.ndarray, length: int, pad: int) -> torch.Tensor:
+    """Each user's last ``length`` items: users int64 [B] (tensor or array), CSR
+    ``(indptr [n_users + 1], indices)`` in time order -> int64 [B, length], left-padded with ``pad``."""
+    u = users.cpu().numpy() if torch.is_tensor(users) else np.asarray(users, np.int64)
+    indptr, indices = np.asarray(indptr, np.int64), np.asarray(indices, np.int64)
+    return torch.from_numpy(_windows(indptr[u], indptr[u + 1], indices, length, pad))
+
+
+def training_windows(indptr: np.ndarray, indices: np.ndarray, length: int, pad: int):
+    """SASRec's and GRU4Rec's training rows: per user with at least two items, the input window
+    (the ``length`` items before the last one) and its targets (each position's next item;
+    ``pad`` where the input is padding). -> (users int64 [U], inputs int64 [U, length],
+    targets int64 [U, length])."""
+    indptr, indices = np.asarray(indptr, np.int64), np.asarray(indices, np.int64)
+    users = np.flatnonzero(np.diff(indptr) >= 2).astype(np.int64)
+    start, end = indptr[users], indptr[users + 1]
+    inputs = _windows(start, end - 1, indices, length, pad)
+    targets = _windows(start + 1, end, indices, length, pad)
+    return torch.from_numpy(users), torch.from_numpy(inputs), torch.from_numpy(targets)
+
+
+# ---- the base of next-item models ----------------------------------------------------------
+
+#: next-item losses: ce = softmax cross-entropy over the whole catalogue at every position
+#: (RecBole's default for SASRec/GRU4Rec); bce = binary cross-entropy of the next item against
+#: ``n_neg`` items drawn per position (SASRec's and S3-Rec's original training)
+SEQUENCE_LOSSES = ("ce", "bce")
+
+
+class SequentialRecommender(TorchRecommender):
+    """Base of next-item models that read a user as the sequence of their last ``max_len``
+    items (SASRec, GRU4Rec, SVAE). The base does the rest:
+
+    - training rows: per user, the training sequence's last ``max_len`` items before the final
+      one as input and the item after each position as target (``training_windows``);
+    - the loss at every non-padding position (``loss_type``: ``ce`` or ``bce``, ``n_neg``);
+    - scoring: the state after a user's last item against every item; from training (the
+      network's ``last_seq`` buffer) or from a history given at scoring time (``context``:
+      the leave-one-out validation item at test time, a serving session's items).
+
+    A plugin implements ``build_encoder(n_items) -> nn.Module`` with an ``item_emb``
+    ``nn.Embedding(n_items + 1, dim, padding_idx=n_items)`` (row ``n_items`` pads) and
+    ``encode(network, seq int64 [B, T]) -> float32 [B, T, dim]``, each position's state after
+    reading the items up to it (T <= max_len: training batches drop the columns that are all
+    padding, so column j is position ``max_len - T + j``); item scores are that state's dot product with ``item_emb``
+    (``output`` to change it). Its ``__init__`` takes ``max_len``, ``loss_type``, ``n_neg`` and ``neg_sampling``
+    besides the training parameters every torch plugin takes.
+    """
+
+    capabilities = Capabilities(tasks={Task.SEQUENTIAL, Task.RANKING}, embeddings=True, onnx=True, context=True)
+    #: ``n_neg`` / ``neg_sampling`` matter for ``loss_type="bce"``: negatives per position, never
+    #: one of the user's training items (as S3-Rec samples)
+    negatives = True
+    _parameter_constraints = {
+        "max_len": [Interval(int, 1, None)],
+        "loss_type": [Options(*SEQUENCE_LOSSES)],
+    }
+    max_len: int
+    loss_type: str
+    n_neg: int
+
+    # ---- what a plugin implements --------------------------------------------------------
+    def build_encoder(self, n_items: int) -> nn.Module:
+        raise NotImplementedError
+
+    def encode(self, network: nn.Module, seq: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def output(self, network: nn.Module, h: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
+        """Scores from states ``h`` float32 [..., dim]: of every item -> [..., n_items], or of
+        ``items`` int64 [..., m] -> [..., m]."""
+        if items is None:
+            return h @ network.item_emb.weight[:-1].T
+        return (network.item_emb(items) * h.unsqueeze(-2)).sum(-1)
+
+    # ---- the base's part -----------------------------------------------------------------
+    def build_network(self, train):
+        net = self.build_encoder(train.n_items)
+        indptr, indices = train.sequences()
+        # each user's last max_len training items [n_users, max_len]: what recommending from
+        # training reads, kept in the network so saved and exported models carry it
+        net.register_buffer("last_seq", last_items(np.arange(train.n_users), indptr, indices, int(self.max_len), train.n_items))
+        return net
+
+    def training_tensors(self, train, network):
+        users, inputs, targets = training_windows(*train.sequences(), int(self.max_len), train.n_items)
+        return {"user": users, "seq": inputs, "target": targets}
+
+    def batch_maker(self, train, tensors, seed):
+        if self.loss_type != "bce":
+            return None
+        from recarena.data.sampling import NegativeSampler
+
+        sampler = NegativeSampler(train, self.neg_sampling, seed=seed)
+        k = int(self.n_neg)
+
+        def make(idx):
+            b = {key: v[idx] for key, v in tensors.items()}
+            B, L = b["seq"].shape
+            b["neg"] = torch.from_numpy(sampler.sample(np.repeat(b["user"].numpy(), L), k).reshape(B, L, k))
+            return b
+
+        return make
+
+    def batch_lengths(self, tensors):
+        return (tensors["seq"] < self.n_items_).sum(1)
+
+    def next_item_loss(self, network, h, batch):
+        """The ``loss_type`` loss at the positions that have a next item: ``h`` float32 [B, L, dim]."""
+        target = batch["target"]
+        real = target < self.n_items_
+        h, t = h[real], target[real]  # [M, dim], [M]
+        if self.loss_type == "ce":
+            return F.cross_entropy(self.output(network, h), t)
+        pos = self.output(network, h, t.unsqueeze(1)).squeeze(1)
+        neg = self.output(network, h, batch["neg"][real])
+        return F.binary_cross_entropy_with_logits(pos, torch.ones_like(pos)) + F.binary_cross_entropy_with_logits(
+            neg, torch.zeros_like(neg)) * neg.shape[1]
+
+    def loss(self, network, batch):
+        # columns that are padding in every row are dropped: sequences are left-padded, so the
+        # batch keeps its last T columns (encoders place positions from the right)
+        seq = batch["seq"]
+        T = max(1, int((seq < self.n_items_).sum(1).max()))
+        trimmed = Batch({k: (v[:, -T:] if k in ("seq", "target", "neg") else v) for k, v in batch.items()})
+        return self.next_item_loss(network, self.encode(network, trimmed["seq"]), trimmed)
+
+    def score_sequences(self, network, seq: torch.Tensor) -> torch.Tensor:
+        """Every item's score after ``seq`` int64 [B, max_len] (left-padded) -> float32 [B, n_items]."""
+        return self.output(network, self.encode(network, seq)[:, -1])
+
+    def score_users(self, network, users):
+        return self.score_sequences(network, network.last_seq[users])
+
+    def _score_history(self, users, indptr, indices):
+        seq = last_items(users, indptr, indices, int(self.max_len), self.n_items_).to(self.device)
+        return self.score_sequences(self.network_, seq)
+
+    def _embeddings(self):
+        return {"item": self.network_.item_emb.weight.detach()[:-1].cpu().numpy()}

@@ -1,0 +1,119 @@
+"""Windows over time-ordered histories, and the context a sequential protocol gives at test time."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from recarena.base import Capabilities, Recommender, Task
+from recarena.data.interactions import IdMap, Interactions
+from recarena.errors import RecArenaError
+from recarena.eval.evaluator import RankingEvaluator
+from recarena.sequences import last_items, training_windows
+
+histories = st.lists(st.lists(st.integers(0, 9), min_size=0, max_size=12), min_size=1, max_size=8)
+
+
+def _csr(rows):
+    indptr = np.r_[0, np.cumsum([len(r) for r in rows])].astype(np.int64)
+    return indptr, np.asarray([i for r in rows for i in r], np.int64)
+
+
+@settings(max_examples=60, deadline=None)
+@given(histories, st.integers(1, 6))
+def test_last_items_are_the_newest_items_right_aligned(rows, length):
+    pad = 10
+    got = last_items(np.arange(len(rows)), *_csr(rows), length, pad).numpy()
+    for r, row in zip(got, rows):
+        want = ([pad] * length + row)[-length:]
+        assert r.tolist() == want
+
+
+@settings(max_examples=60, deadline=None)
+@given(histories, st.integers(1, 6))
+def test_training_windows_pair_each_position_with_its_next_item(rows, length):
+    pad = 10
+    users, inputs, targets = training_windows(*_csr(rows), length, pad)
+    assert users.tolist() == [u for u, r in enumerate(rows) if len(r) >= 2]
+    for u, x, t in zip(users.tolist(), inputs.numpy(), targets.numpy()):
+        row = rows[u]
+        assert x.tolist() == ([pad] * length + row[:-1])[-length:]
+        assert t.tolist() == [pad if a == pad else b for a, b in zip(x.tolist(), ([pad] * length + row[1:])[-length:])]
+
+
+def test_sequences_follow_time_then_row_order_and_keep_repeats():
+    d = Interactions([1, 0, 1, 1, 0], [4, 2, 3, 4, 1], IdMap(range(2)), IdMap(range(5)), timestamp=[5, 2, 1, 5, 1])
+    indptr, items = d.sequences()
+    assert indptr.tolist() == [0, 2, 5] and items.tolist() == [1, 2, 3, 4, 4]
+
+
+class LastItemNext(Recommender):
+    """Scores item (last + 1) highest: what a sequence model with context would learn."""
+
+    capabilities = Capabilities(tasks={Task.SEQUENTIAL}, context=True)
+
+    def __init__(self):
+        pass
+
+    def _fit(self, train, valid, monitor):
+        self.seq_ = train.sequences()
+
+    def _from(self, users, indptr, indices):
+        last = last_items(users, indptr, indices, 1, 0)[:, 0]
+        return torch.nn.functional.one_hot((last + 1) % self.n_items_, self.n_items_).float()
+
+    def _score(self, users):
+        return self._from(users, *self.seq_)
+
+    def _score_history(self, users, indptr, indices):
+        return self._from(users, indptr, indices)
+
+
+def _walk_split():
+    # each user walks 0, 1, 2, ...; train holds all but the last two steps
+    n_users, n_items, n = 5, 12, 7
+    mk = lambda lo, hi: Interactions(np.repeat(np.arange(n_users), hi - lo), np.tile(np.arange(lo, hi), n_users),  # noqa: E731
+                                     IdMap(range(n_users)), IdMap(range(n_items)),
+                                     timestamp=np.tile(np.arange(lo, hi), n_users))
+    return mk(0, n - 2), mk(n - 2, n - 1), mk(n - 1, n)
+
+
+def test_context_gives_the_validation_item_at_test_time():
+    train, valid, test = _walk_split()
+    m = LastItemNext().fit(train)
+    hist = train.concat(valid).sequences()
+    with_context = RankingEvaluator(test, [train, valid], ["hit@1"], context=hist).evaluate(m)
+    without = RankingEvaluator(test, [train, valid], ["hit@1"]).evaluate(m)
+    # from training alone the model predicts the validation item, which is masked: a miss
+    assert with_context["hit@1"] == 1.0 and without["hit@1"] == 0.0
+
+
+def test_a_protocol_with_context_refuses_refit(tmp_path):
+    from recarena.protocols import load_protocol
+
+    p = tmp_path / "p.yaml"
+    p.write_text("dataset: any\ntask: sequential\nsplit: {method: leave_one_out}\nmetrics: [ndcg@10]\n"
+                 "select: ndcg@10\neval: {context: true}\nrefit: true\n")
+    with pytest.raises(RecArenaError, match="refit"):
+        load_protocol(str(p))
+    p.write_text("dataset: any\ntask: sequential\nsplit: {method: leave_one_out}\nmetrics: [ndcg@10]\n"
+                 "select: ndcg@10\neval: {contxt: true}\n")
+    with pytest.raises(RecArenaError, match="contxt"):
+        load_protocol(str(p))
+
+
+def test_s3rec_loo_gives_train_and_validation_in_time_order_at_test_time():
+    from recarena.protocols import load_protocol, prepare
+
+    proto = load_protocol("s3rec-loo")
+    assert proto["eval"] == {"context": True} and not proto.get("refit")
+    p = prepare(proto, "synthetic-2000")
+    s = p.split
+    for part, hist in (("valid", s.train), ("test", s.train.concat(s.valid))):
+        ctx = p.evaluator(part).context
+        want = hist.sequences()
+        assert np.array_equal(ctx[0], want[0]) and np.array_equal(ctx[1], want[1])
+    # each user's validation item is the last of their test-time context
+    u = int(s.valid.user[0])
+    assert ctx[1][ctx[0][u + 1] - 1] == s.valid.item[0]
