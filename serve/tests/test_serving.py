@@ -53,7 +53,14 @@ MF_FAMILY = {
     "mixture-of-tastes": {"dim": 8, "n_tastes": 3, "epochs": 2}, "mf-side": {"dim": 8, "epochs": 2},
     "variational-mf": {"dim": 8, "epochs": 2}, "mf-temporal": {"dim": 8, "epochs": 2, "drift_factors": True},
 }
-SERVED = {**FIRST_WAVE, **SECOND_WAVE, **AUTOENCODERS, **MF_FAMILY}
+# the sequential models: the database stores each user's training sequence in time order and
+# the recommend graph reads its last max_len items
+SEQUENTIAL = {
+    "sasrec": {"dim": 8, "n_layers": 1, "heads": 2, "max_len": 5, "epochs": 2},
+    "gru4rec": {"dim": 8, "hidden": 8, "max_len": 5, "epochs": 2},
+    "svae": {"dim": 8, "hidden": 8, "latent": 4, "max_len": 5, "epochs": 2},
+}
+SERVED = {**FIRST_WAVE, **SECOND_WAVE, **AUTOENCODERS, **MF_FAMILY, **SEQUENTIAL}
 
 
 @pytest.fixture(scope="module")
@@ -340,3 +347,43 @@ def test_recommend_refuses_an_empty_user_and_a_bad_k(args, phrase, bundles, ssdb
     serving.deploy([bundles["bpr"]], ssdb, name="req", progress=False)
     rc, err = _cli(["serve", "recommend", *args, "--name", "req", "--ssdb", ssdb], capsys)
     assert rc == 2 and phrase in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("name", sorted(SEQUENTIAL))
+def test_a_session_without_a_user_is_recommended_from_its_items(name, fitted, bundles, ssdb, tmp_path):
+    """serve recommend --items A,B,C: the graph reads the session as the history, and the answer
+    is the plugin's own from that history (its items never returned)."""
+    import torch
+
+    model = fitted[name]
+    serving.deploy([bundles[name]], ssdb, name=f"s-{name}", progress=False)
+    session = [3, 17, 5, 17, 42, 8, 11]  # internal ids, oldest first, a repeat among them
+    raw = [model.item_ids_.raw[i] for i in session]
+    raw = [r.item() if hasattr(r, "item") else r for r in raw]
+    got = serving.Service(ssdb, f"s-{name}").recommend_session(raw, 10)
+    scores = model.score_history(np.array([0]), np.array([0] + [len(session)] * model.n_users_), np.array(session))[0]
+    scores[session] = -torch.inf
+    top = torch.topk(scores, 10)
+    want = [model.item_ids_.raw[i] for i in top.indices.tolist()]
+    assert [it["item"] for it in got["items"]] == [w.item() if hasattr(w, "item") else w for w in want]
+    np.testing.assert_allclose([it["score"] for it in got["items"]], top.values.numpy(), rtol=1e-5, atol=1e-5)
+    # a different order is a different session: the newest item leads
+    other = serving.Service(ssdb, f"s-{name}").recommend_session(raw[::-1], 10)
+    assert [it["item"] for it in other["items"]] != [it["item"] for it in got["items"]]
+    # through the CLI as well
+    env = {**os.environ, "SSDB": ssdb, "RECARENA_HOME": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-m", "recarena.cli", "serve", "recommend", "--items", ",".join(map(str, raw)),
+                          "--name", f"s-{name}", "--json"], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert [it["item"] for it in json.loads(out.stdout)["items"]] == [it["item"] for it in got["items"]]
+
+
+def test_a_session_is_refused_where_it_cannot_be_served(bundles, ssdb):
+    serving.deploy([bundles["bpr"]], ssdb, name="s-bpr", progress=False)
+    with pytest.raises(RecArenaError, match="cannot recommend for a session"):
+        serving.Service(ssdb, "s-bpr").recommend_session([1, 2], 5)
+    serving.deploy([bundles["sasrec"]], ssdb, name="s-unknown", progress=False)
+    with pytest.raises(RecArenaError, match="Unknown items"):
+        serving.Service(ssdb, "s-unknown").recommend_session(["no-such-item"], 5)
+    with pytest.raises(RecArenaError, match="session is empty"):
+        serving.Service(ssdb, "s-unknown").recommend_session([], 5)

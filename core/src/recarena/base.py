@@ -141,6 +141,16 @@ class Recommender:
     #: rows per chunk in predict/recommend so memory stays bounded on large catalogues
     score_batch_elements: ClassVar[int] = 1 << 24
 
+    #: the recommend graph reads a user only through ``exclude`` (their history, in the order
+    #: ``serving_history`` gives): a caller can pass a session's items instead of a user id
+    #: (``serve recommend --items``)
+    session_input: ClassVar[bool] = False
+
+    def serving_history(self) -> tuple[np.ndarray, np.ndarray]:
+        """What the database stores per user and feeds the recommend graph as ``exclude``: CSR
+        ``(indptr [n_users + 1], items)`` int64, by default each user's distinct training items."""
+        return self.seen_indptr_, self.seen_indices_
+
     @property
     def score_memory_factor(self) -> int:
         """Floats held per (user, item) pair while scoring; 1 for a dot product. Models that

@@ -3,7 +3,8 @@
 Two graph kinds, one signature each, so that serving treats every model alike:
 
 - ``recommend``: ``user`` int64 ``[B]``, ``exclude`` int64 ``[B, S]`` (items to leave out,
-  padded with -1) -> ``items`` int64 ``[B, K]``, ``scores`` float32 ``[B, K]``. The whole
+  padded with -1 at the end; a model that scores from history reads it as the user's history,
+  in time order for sequential models) -> ``items`` int64 ``[B, K]``, ``scores`` float32 ``[B, K]``. The whole
   catalogue is scored and the top-K taken inside the graph. Excluded positions score -inf.
 - ``predict``: ``user`` int64 ``[B]``, ``item`` int64 ``[B]`` -> ``score`` float32 ``[B]``.
 """
@@ -73,13 +74,16 @@ def _export(module: nn.Module, args: tuple, path: Path, inputs: list[str], outpu
                               dynamic_shapes=dims, dynamo=True)
 
 
-def export_recommend(score: Callable, owner: nn.Module | None, n_items: int, k: int, path: Path) -> dict:
+def export_recommend(score: Callable, owner: nn.Module | None, n_items: int, k: int, path: Path,
+                     owner_model=None) -> dict:
+    """``owner_model``: the Recommender, whose ``session_input`` the graph's entry records."""
     graph = RecommendGraph(score, owner, n_items, k)
     user = torch.zeros(3, dtype=torch.int64)
     exclude = torch.tensor([[0, -1], [1, 2], [-1, -1]], dtype=torch.int64)
     _export(graph, (user, exclude), path, ["user", "exclude"], ["items", "scores"],
             {"user": {0: "batch"}, "exclude": {0: "batch", 1: "seen"}, "items": {0: "batch"}, "scores": {0: "batch"}})
     return {"file": path.name, "kind": "recommend", "k": graph.k, "n_items": n_items,
+            "session": bool(getattr(owner_model, "session_input", False)),
             "inputs": {"user": ["batch"], "exclude": ["batch", "seen"]},
             "outputs": {"items": ["batch", graph.k], "scores": ["batch", graph.k]}}
 
@@ -92,8 +96,9 @@ def export_predict(predict: Callable, owner: nn.Module | None, clip, path: Path)
 
 
 def seen_padded(model, users: np.ndarray) -> np.ndarray:
-    """The training items of ``users`` as an int64 ``[B, S]`` array padded with -1."""
-    ip, ix = model.seen_indptr_, model.seen_indices_
+    """The serving history of ``users`` (``model.serving_history()``: their training items, in
+    time order for a sequential model) as an int64 ``[B, S]`` array padded with -1 at the end."""
+    ip, ix = model.serving_history()
     rows = [ix[ip[u] : ip[u + 1]] for u in users]
     width = max(1, max((len(r) for r in rows), default=1))
     out = np.full((len(users), width), -1, np.int64)

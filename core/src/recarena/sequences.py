@@ -145,13 +145,15 @@ class SequentialRecommender(TorchRecommender):
         return F.binary_cross_entropy_with_logits(pos, torch.ones_like(pos)) + F.binary_cross_entropy_with_logits(
             neg, torch.zeros_like(neg)) * neg.shape[1]
 
+    def trim(self, batch):
+        """``batch`` without the columns that are padding in every row: sequences are
+        left-padded, so it keeps its last T columns (encoders place positions from the right)."""
+        T = max(1, int((batch["seq"] < self.n_items_).sum(1).max()))
+        return Batch({k: (v[:, -T:] if k in ("seq", "target", "neg") else v) for k, v in batch.items()})
+
     def loss(self, network, batch):
-        # columns that are padding in every row are dropped: sequences are left-padded, so the
-        # batch keeps its last T columns (encoders place positions from the right)
-        seq = batch["seq"]
-        T = max(1, int((seq < self.n_items_).sum(1).max()))
-        trimmed = Batch({k: (v[:, -T:] if k in ("seq", "target", "neg") else v) for k, v in batch.items()})
-        return self.next_item_loss(network, self.encode(network, trimmed["seq"]), trimmed)
+        batch = self.trim(batch)
+        return self.next_item_loss(network, self.encode(network, batch["seq"]), batch)
 
     def score_sequences(self, network, seq: torch.Tensor) -> torch.Tensor:
         """Every item's score after ``seq`` int64 [B, max_len] (left-padded) -> float32 [B, n_items]."""
@@ -163,6 +165,25 @@ class SequentialRecommender(TorchRecommender):
     def _score_history(self, users, indptr, indices):
         seq = last_items(users, indptr, indices, int(self.max_len), self.n_items_).to(self.device)
         return self.score_sequences(self.network_, seq)
+
+    session_input = True
+
+    def _fit(self, train, valid, monitor):
+        # what serving stores per user: the training sequence in time order, repeats kept
+        self.sequences_ = train.sequences()
+        super()._fit(train, valid, monitor)
+
+    def serving_history(self):
+        return self.sequences_
+
+    def onnx_score_users(self, network, users, exclude):
+        # the database feeds the user's history (or a session's items) as `exclude`, in time
+        # order and padded with -1 at the end: its last max_len items are the window
+        L, pad = int(self.max_len), self.n_items_
+        n = (exclude >= 0).sum(1, keepdim=True)  # [B, 1]
+        idx = n - L + torch.arange(L, device=exclude.device).view(1, -1)
+        window = exclude.gather(1, idx.clamp(min=0, max=exclude.shape[1] - 1))
+        return self.score_sequences(network, torch.where(idx >= 0, window, torch.full_like(window, pad)))
 
     def _embeddings(self):
         return {"item": self.network_.item_emb.weight.detach()[:-1].cpu().numpy()}

@@ -568,7 +568,8 @@ class TorchRecommender(Recommender):
         graphs = []
         caps = self.capabilities
         if caps.supports(Task.RANKING) or caps.supports(Task.SEQUENTIAL):
-            graphs.append(ox.export_recommend(lambda u, ex: self.onnx_score_users(net, u, ex), net, self.n_items_, k, path / "recommend.onnx"))
+            graphs.append(ox.export_recommend(lambda u, ex: self.onnx_score_users(net, u, ex), net, self.n_items_, k,
+                                              path / "recommend.onnx", owner_model=self))
         if caps.supports(Task.RATING) or caps.supports(Task.CTR):
             clip = self.rating_scale_ if caps.supports(Task.RATING) else None
             graphs.append(ox.export_predict(lambda u, i: self.onnx_predict_pairs(net, u, i), net, clip, path / "predict.onnx"))

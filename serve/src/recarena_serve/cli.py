@@ -26,8 +26,10 @@ def main(argv: list[str]) -> int:
     rb = sub.add_parser("rollback", help="restore the endpoint's previous routing table (one write)")
     rb.add_argument("--ssdb")
     rb.add_argument("--name", default="default")
-    r = sub.add_parser("recommend", help="top-k for a raw user id, computed in the database")
-    r.add_argument("user")
+    r = sub.add_parser("recommend", help="top-k for a raw user id (or a session's items), computed in the database")
+    r.add_argument("user", nargs="?", help="raw user id (leave out with --items)")
+    r.add_argument("--items", help="a session without a user: raw item ids, oldest first, comma-separated "
+                                   "(sequential models)")
     r.add_argument("-k", type=int, default=10)
     r.add_argument("--ssdb")
     r.add_argument("--name", default="default")
@@ -87,17 +89,25 @@ def main(argv: list[str]) -> int:
             print(f"  {it['item']!s:<10} {it['score']:9.4f}")
         return 0
     if a.cmd == "recommend":
-        user = raw(a.user)
+        if (a.user is None) == (a.items is None):
+            from recarena.errors import RecArenaError
+
+            raise RecArenaError("recommend takes a raw user id or --items A,B,C (a session), one of the two.")
         svc = serving.Service(a.ssdb, a.name)
         try:
-            out = svc.recommend(user, a.k)
+            if a.items is not None:
+                out = svc.recommend_session([raw(i) for i in a.items.split(",")], a.k)
+                out["user"] = None
+            else:
+                out = svc.recommend(raw(a.user), a.k)
         finally:
             svc.close()  # a one-shot client leaves no scratch keys behind
         if a.json:
             print(json.dumps(out))
             return 0
         note = f" FALLBACK: {out['fallback']}" if out["fallback"] else ""
-        print(f"user {out['user']}: {out['model']} (version {out['version']}){note}")
+        who = f"session {','.join(map(str, out['session']))}" if "session" in out else f"user {out['user']}"
+        print(f"{who}: {out['model']} (version {out['version']}){note}")
         for rank, it in enumerate(out["items"], 1):
             title = f"  {it['title']}" if it.get("title") else ""
             print(f"{rank:>3}. {it['item']!s:<10} {it['score']:9.4f}{title}")

@@ -125,8 +125,10 @@ def write_bundle(model: Recommender, final: Path, info: dict, k: int = 10, toler
             probe["recommend"] = {"items": items[users].tolist(), "scores": scores[users].astype(np.float32).tolist()}
         else:
             raise RecArenaError(f"Run {info.get('run_id')} ({info.get('model')}) neither exports ONNX nor ranks: nothing to serve.")
-        np.save(stage / "seen_indptr.npy", model.seen_indptr_)
-        np.save(stage / "seen_indices.npy", model.seen_indices_)
+        # what the recommend graph is fed as `exclude`: a sequential model's history in time order
+        indptr, indices = model.serving_history()
+        np.save(stage / "seen_indptr.npy", np.asarray(indptr, np.int64))
+        np.save(stage / "seen_indices.npy", np.asarray(indices, np.int64))
         ids = {"users": _ids(model.user_ids_), "items": _ids(model.item_ids_)}
         if titles:
             ids["titles"] = [titles.get(str(i)) for i in ids["items"]]

@@ -12,7 +12,8 @@ Key layout (all under ``recarena:<name>:``, where ``name`` is the serving endpoi
   every version that neither the routing table nor the previous one names is deleted.
 - ``<version>:`` one deployment (the version is unique per deploy): ``recommend`` /
   ``predict`` (ONNX models), ``seen:<uid>`` (int64 [1, S], the user's training items, padded
-  with -1, fed to the recommend graph as ``exclude``), ``user:<uid>`` (int64 [1], the graph's
+  with -1, fed to the recommend graph as ``exclude``; a sequential model's are its training
+  sequence in time order, whose last ``max_len`` items the graph reads as the user), ``user:<uid>`` (int64 [1], the graph's
   ``user`` input, stored so that a request writes nothing), ``top:<uid>`` / ``topscore:<uid>``
   (precomputed top-N rows for models without ONNX), and ``meta`` (JSON as a UINT8 tensor:
   id maps, titles, the popularity fallback, probe answers).
@@ -322,6 +323,8 @@ def _load_version(c, b: Bundle, prefix: str, progress: bool) -> dict:
         "titles": b.ids.get("titles"), "popular": np.argsort(-counts, kind="stable")[:POPULAR_N].tolist(),
         "popular_counts": np.sort(counts)[::-1][:POPULAR_N].tolist(), "deployed_at": time.time(),
         "user_keys": "recommend" in kinds and not table,
+        # the recommend graph reads a user only from `exclude`: a session's items can stand in
+        "session": bool((b.graph("recommend") or {}).get("session")) and not table,
     }
     _put_json(c, f"{prefix}:meta", meta)
     return meta
@@ -430,6 +433,7 @@ class _Version:
         self.user_index = {str(u): i for i, u in enumerate(meta["users"])}
         self.items = meta["items"]
         self.titles = meta.get("titles")
+        self.item_index = {str(i): n for n, i in enumerate(self.items)}
 
     def run_recommend(self, c, uid: int, tmp: str) -> tuple[np.ndarray, np.ndarray]:
         """internal user -> (internal items int64 [k], scores float32 [k]), computed in the DB"""
@@ -441,6 +445,13 @@ class _Version:
             user_key = f"{tmp}:user"
             c.put_tensor(user_key, np.array([uid], np.int64))
         c.run_model(f"{self.prefix}:recommend", [user_key, f"{self.prefix}:seen:{uid}"], [f"{tmp}:items", f"{tmp}:scores"])
+        return c.get_tensor(f"{tmp}:items")[0], c.get_tensor(f"{tmp}:scores")[0]
+
+    def run_session(self, c, items: np.ndarray, tmp: str) -> tuple[np.ndarray, np.ndarray]:
+        """a session's internal items int64 [S] (oldest first) -> (items [k], scores [k])"""
+        c.put_tensor(f"{tmp}:user", np.zeros(1, np.int64))  # unread by a session graph
+        c.put_tensor(f"{tmp}:session", items.astype(np.int64).reshape(1, -1))
+        c.run_model(f"{self.prefix}:recommend", [f"{tmp}:user", f"{tmp}:session"], [f"{tmp}:items", f"{tmp}:scores"])
         return c.get_tensor(f"{tmp}:items")[0], c.get_tensor(f"{tmp}:scores")[0]
 
     def run_predict(self, c, users: np.ndarray, items: np.ndarray, tmp: str) -> np.ndarray:
@@ -526,13 +537,42 @@ class Service:
                         for i, s in zip(items.tolist(), scores.tolist())]
         return out
 
+    def recommend_session(self, raw_items: list, k: int = 10) -> dict:
+        """Top-k after a session of raw item ids (oldest first) with no user id, for models
+        whose recommend graph reads the history it is given (sequential models): ``{"session",
+        "model", "version", "items": [...]}``; the session's own items are never returned. The
+        A/B split places a session by its items, so the same session meets the same variant."""
+        raw_items = list(raw_items)
+        if not raw_items:
+            raise RecArenaError("The session is empty: pass the raw ids of the items it holds, oldest first.")
+        _check_request("session", k, raw_items)
+        entry = self.pick(self.routing(), "session:" + ",".join(map(str, raw_items)))
+        v = self._version(entry)
+        if not v.meta.get("session"):
+            raise RecArenaError(f"{entry['model']} cannot recommend for a session without a user: its recommend graph "
+                                "scores users it trained on (sequential models such as sasrec, gru4rec, svae can).")
+        unknown = [i for i in raw_items if str(i) not in v.item_index]
+        if unknown:
+            raise RecArenaError(f"Unknown items {unknown[:5]!r} for {entry['model']}: a session holds items of its "
+                                "training data.")
+        if k > (v.meta["k"] or 0):
+            raise RecArenaError(f"k={k} but {entry['model']} was exported with k={v.meta['k']}; export again with -k {k}.")
+        ids = np.array([v.item_index[str(i)] for i in raw_items], np.int64)
+        items, scores = v.run_session(self.c, ids, self.tmp)
+        keep = items[:k] >= 0
+        items, scores = items[:k][keep], scores[:k][keep]
+        return {"session": raw_items, "model": entry["model"], "version": entry["version"], "run_id": entry["run_id"],
+                "fallback": None,
+                "items": [{"item": v.items[i], "score": float(s), **({"title": v.titles[i]} if v.titles else {})}
+                          for i, s in zip(items.tolist(), scores.tolist())]}
+
     def predict(self, raw_user, raw_items: list) -> dict:
         _check_request(raw_user, items=list(raw_items))
         entry = self.pick(self.routing(), raw_user)
         v = self._version(entry)
         if "predict" not in v.meta["kinds"]:
             raise RecArenaError(f"{entry['model']} has no predict graph (a ranking-only model).")
-        item_index = {str(i): n for n, i in enumerate(v.items)}
+        item_index = v.item_index
         uid = v.user_index.get(str(raw_user))
         unknown = [i for i in raw_items if str(i) not in item_index]
         if uid is None or unknown:
