@@ -89,3 +89,27 @@ def test_temporal_protocols_hold_out_each_users_latest_ratings(name, dataset_row
     assert (s.test.timestamp >= first_valid[s.test.user]).all()
     n = np.bincount(prep.data.user)
     assert (np.bincount(s.test.user, minlength=len(n)) == n // 10).all()
+
+
+def test_s3rec_loo_is_s3recs_protocol_their_poprec_row_reproduced():
+    """S3-Rec's PopRec row on Beauty (NDCG@10 .0068, HR@10 .0152) is popularity counted over all
+    interactions, test items included; scored by our split, masking and metrics it comes out
+    the same, which checks that the protocol is theirs. Our pop counts training rows only."""
+    from recarena.protocols import load_protocol, prepare
+    from recarena_pop import Pop
+
+    p = prepare(load_protocol("s3rec-loo"), "s3rec-beauty", data_dir=str(SHARED))
+    s = p.split
+    assert (len(p.data), p.data.n_users, p.data.n_items) == (198_502, 22_363, 12_101)
+    assert len(s.valid) == len(s.test) == 22_363
+    leaky = Pop().fit(p.data)  # every interaction, as their PopRec
+    m = p.evaluator("test").evaluate(leaky)
+    assert abs(m["ndcg@10"] - 0.0068) < 5e-5 and abs(m["hit@10"] - 0.0152) < 5e-5, m
+    ours = runner.train("pop", "s3rec-loo", "s3rec-beauty", data_dir=str(SHARED), **QUIET)["metrics"]
+    assert abs(ours["ndcg@10"] - 0.0055) < 5e-5 and abs(ours["hit@10"] - 0.0115) < 5e-5, ours
+    # the validation item is context at test time: the test evaluator hands each user's whole
+    # sequence before the test item, in file order
+    ctx = p.evaluator("test").context
+    first = [int(x) for x in (SHARED / "s3rec" / "Beauty.txt").read_text().splitlines()[0].split()[1:]]
+    row = ctx[1][ctx[0][0]:ctx[0][1]]
+    assert p.data.items.to_raw(row).tolist() == first[:-1]

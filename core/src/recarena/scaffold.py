@@ -171,81 +171,56 @@ class {cls}(CTRRecommender):
 '''
 
 _SEQUENTIAL = '''\
-"""{cls}: next-item prediction from the user's last item: score(j) = e(last) . o_j, trained
-on each consecutive pair of a user's chronological history with the BPR loss on ``n_neg``
-sampled negatives (a sequential plugin; start here)."""
+"""{cls}: the next item from the one before it (a first-order Markov chain of embeddings),
+built on recarena.sequences.SequentialRecommender: the base cuts each user's time-ordered
+history into training positions, computes the loss at each (``loss_type``), scores from the
+user's last item or from a history given at scoring time, and serves sessions. Replace
+``encode`` with a model that reads the whole window (see the sasrec and gru4rec plugins)."""
 
 from __future__ import annotations
 
-import numpy as np
-import torch
-import torch.nn.functional as F
 from torch import nn
 
-from recarena import Capabilities, Task
 from recarena.params import Interval
-from recarena.torch_model import TorchRecommender
-
-
-def _chronological(train):
-    """Row order of ``train`` by user, then time (the file order where there is no time)."""
-    if train.timestamp is not None:
-        return np.lexsort((train.timestamp, train.user))
-    return np.argsort(train.user, kind="stable")
+from recarena.sequences import SequentialRecommender
 
 
 class _Net(nn.Module):
-    def __init__(self, n_items: int, dim: int, last: torch.Tensor):
+    def __init__(self, n_items: int, dim: int):
         super().__init__()
-        self.inp = nn.Embedding(n_items + 1, dim, padding_idx=n_items)  # id n_items: no history
-        self.out = nn.Embedding(n_items, dim)
-        nn.init.normal_(self.inp.weight, std=0.05)
-        nn.init.normal_(self.out.weight, std=0.05)
-        # each user's last training item [n_users]: what recommending starts from, kept in the
-        # network so saved and exported models have it
-        self.register_buffer("last", last)
+        # id n_items pads a short history; item_emb scores the next item, prev_emb is an item as
+        # the one before it
+        self.item_emb = nn.Embedding(n_items + 1, dim, padding_idx=n_items)
+        self.prev_emb = nn.Embedding(n_items + 1, dim, padding_idx=n_items)
+        nn.init.normal_(self.item_emb.weight, std=0.05)
+        nn.init.normal_(self.prev_emb.weight, std=0.05)
+        self.item_emb.weight.data[n_items].zero_()
+        self.prev_emb.weight.data[n_items].zero_()
 
 
-class {cls}(TorchRecommender):
-    capabilities = Capabilities(tasks={{Task.SEQUENTIAL, Task.RANKING}}, onnx=True)
-    negatives = True
+class {cls}(SequentialRecommender):
     _parameter_constraints = {{"dim": [Interval(int, 1, None)]}}
 
-    def __init__(self, dim: int = 64, epochs: int = 30, batch_size: int = 1024, lr: float = 0.001,
-                 optimizer: str = "adam", weight_decay: float = 0.0, n_neg: int = 1, neg_sampling: str = "uniform"):
+    def __init__(self, dim: int = 64, max_len: int = 50, loss_type: str = "bce", n_neg: int = 1,
+                 neg_sampling: str = "uniform", epochs: int = 30, batch_size: int = 256, lr: float = 0.001,
+                 optimizer: str = "adam", weight_decay: float = 0.0):
         self.dim = dim
+        self.max_len = max_len
+        self.loss_type = loss_type
+        self.n_neg = n_neg
+        self.neg_sampling = neg_sampling
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
         self.optimizer = optimizer
         self.weight_decay = weight_decay
-        self.n_neg = n_neg
-        self.neg_sampling = neg_sampling
 
-    def build_network(self, train):
-        order = _chronological(train)
-        last = torch.full((train.n_users,), train.n_items, dtype=torch.int64)
-        last[torch.from_numpy(train.user[order])] = torch.from_numpy(train.item[order])  # the last write wins
-        return _Net(train.n_items, int(self.dim), last)
+    def build_encoder(self, n_items):
+        return _Net(n_items, int(self.dim))
 
-    def training_tensors(self, train, network):
-        """One row per consecutive pair: user, prev (the earlier item), item (the next one)."""
-        order = _chronological(train)
-        u, it = train.user[order], train.item[order]
-        keep = np.r_[False, u[1:] == u[:-1]]  # a row whose predecessor is the same user's
-        return {{"user": torch.from_numpy(u[keep]), "prev": torch.from_numpy(np.roll(it, 1)[keep]),
-                "item": torch.from_numpy(it[keep])}}
-
-    def loss(self, net, batch):
-        """batch: prev, item int64 [B], neg int64 [B, n_neg] -> scalar."""
-        h = net.inp(batch["prev"])  # [B, d]
-        pos = (h * net.out(batch["item"])).sum(-1, keepdim=True)
-        neg = torch.einsum("bd,bnd->bn", h, net.out(batch["neg"]))
-        return -F.logsigmoid(pos - neg).mean()
-
-    def score_users(self, net, users):
-        """users int64 [B] -> float32 [B, n_items]: scores of every item as the next one."""
-        return net.inp(net.last[users]) @ net.out.weight.T
+    def encode(self, net, seq):
+        """seq int64 [B, T] (left-padded) -> float32 [B, T, dim]: each position's state is its own item."""
+        return net.prev_emb(seq)
 '''
 
 _CLOSED_FORM = '''\
