@@ -89,6 +89,10 @@ bench-peers *ARGS: setup
 bench-mf-family *ARGS: setup
     {{py}} tests/bench/bench_mf_family.py --data-dir "{{data_dir}}" {{ARGS}}
 
+# Sequential models on S3-Rec's Beauty: seconds per epoch (each loss), one evaluation, peak memory
+bench-sequential *ARGS: setup
+    {{py}} tests/bench/bench_sequential.py --data-dir "{{data_dir}}" {{ARGS}}
+
 # Full-ranking evaluation speed (recbole-ml1m) and a 10k x 100k catalogue's memory
 bench-eval: setup
     {{py}} tests/bench/bench_eval.py --data-dir "{{data_dir}}"
