@@ -169,7 +169,9 @@ def _cmd_plugins(a) -> int:
             print(f"{r['name']:<18} {r['distribution']} {r['version']}  BROKEN: {r['error']}")
             continue
         c = r["capabilities"]
-        extras = [k for k in ("onnx", "side_features", "embeddings", "fold_in") if c.get(k)]
+        extras = [k for k in ("onnx", "side_features", "embeddings", "fold_in", "uncertainty", "timestamps") if c.get(k)]
+        if c.get("context") and not c.get("fold_in"):  # fold_in includes context
+            extras.append("context")
         print(f"{r['name']:<18} {r['distribution'] + ' ' + r['version']:<28} tasks={','.join(c['tasks']):<22} {' '.join(extras)}")
     return 0
 
