@@ -1,4 +1,5 @@
 import numpy as np
+import torch
 
 from recarena.data.interactions import IdMap, Interactions
 from recarena.eval import RatingEvaluator
@@ -77,3 +78,26 @@ def test_the_drift_runs_on_its_own_clock():
     dev, slot, _ = c.features(np.array([0, 0]), np.array([4 * DAY + 3600, 4 * DAY + 36000]))
     np.testing.assert_allclose(dev, [np.sqrt(48), np.sqrt(48)], rtol=1e-6)
     assert (slot > 0).all()  # the same day: its offset applies
+
+
+def test_a_day_without_training_rows_gets_the_users_mean_day_offset():
+    """User 0 rated on days 0, 2 and 4, user 1 on day 10: a rating on day 1 (no offset of its
+    own) is the time-free model plus user 0's mean day offset, the same on any unseen day."""
+    user = np.array([0, 0, 0, 1])
+    ts = np.array([0, 2, 4, 10]) * DAY + 3600
+    c = Clock(user, ts, 2, n_bins=1, beta=0.5, day_s=DAY, drift_s=DAY)
+    np.testing.assert_allclose(c.mean_day_offset(np.array([0.0, 0.3, 0.6, -0.3, 2.0], np.float32)), [0.2, 2.0], rtol=1e-6)
+    maps = IdMap(np.arange(2)), IdMap(np.arange(3))
+    data = Interactions(user, np.array([0, 1, 2, 0]), *maps, np.array([4.0, 5.0, 4.0, 2.0], np.float32), ts,
+                        rating_scale=(1.0, 5.0))
+    m = MFTemporal(dim=2, epochs=30, lr=0.05, time_reg=0.0, bias_reg=0.1).fit(data, trainer={"progress_bar": False,
+                                                                                             "logger": "none"})
+    net, clock = m.network_, m.clock_
+    mean = clock.mean_day_offset(net.day_bias.weight.detach().numpy()[:, 0])
+    assert abs(mean[0]) > 1e-3  # the offsets learned something for user 0
+    unseen = m.predict(np.array([0, 0]), np.array([1, 1]), timestamps=np.array([1, 7]) * DAY)
+    dev, _, bins = clock.features(np.array([0]), np.array([DAY]))
+    with torch.no_grad():
+        no_offset = float(net(torch.tensor([0]), torch.tensor([1]), torch.from_numpy(dev), torch.tensor([0]),
+                              torch.from_numpy(bins))[0])
+    np.testing.assert_allclose(unseen[0], np.clip(no_offset + mean[0], 1, 5), rtol=1e-5)
