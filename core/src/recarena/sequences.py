@@ -79,6 +79,8 @@ class SequentialRecommender(TorchRecommender):
     #: ``n_neg`` / ``neg_sampling`` matter for ``loss_type="bce"``: negatives per position, never
     #: one of the user's training items (as S3-Rec samples)
     negatives = True
+    #: the recommend graph reads a user only from `exclude`: sessions without a user are served
+    session_input = True
     _parameter_constraints = {
         "max_len": [Interval(int, 1, None)],
         "loss_type": [Options(*SEQUENCE_LOSSES)],
@@ -165,8 +167,6 @@ class SequentialRecommender(TorchRecommender):
     def _score_history(self, users, indptr, indices):
         seq = last_items(users, indptr, indices, int(self.max_len), self.n_items_).to(self.device)
         return self.score_sequences(self.network_, seq)
-
-    session_input = True
 
     def _fit(self, train, valid, monitor):
         # what serving stores per user: the training sequence in time order, repeats kept
