@@ -117,3 +117,22 @@ def test_s3rec_loo_gives_train_and_validation_in_time_order_at_test_time():
     # each user's validation item is the last of their test-time context
     u = int(s.valid.user[0])
     assert ctx[1][ctx[0][u + 1] - 1] == s.valid.item[0]
+
+
+@settings(max_examples=60, deadline=None)
+@given(histories, st.integers(1, 6))
+def test_every_window_makes_each_item_after_the_first_a_target_once(rows, length):
+    pad = 10
+    users, inputs, targets = training_windows(*_csr(rows), length, pad, every=True)
+    for u, row in enumerate(rows):
+        mine = (users == u).numpy()
+        x, t = inputs.numpy()[mine], targets.numpy()[mine]
+        real = t != pad
+        # each (previous item, next item) pair of the history, exactly once
+        got = sorted(zip(x[real].tolist(), t[real].tolist()))
+        assert got == sorted(zip(row[:-1], row[1:]))
+        assert len(x) == (-(-(len(row) - 1) // length) if len(row) >= 2 else 0)
+    # the first window of each user is the one the default ("last") gives
+    u0, x0, t0 = training_windows(*_csr(rows), length, pad)
+    first = np.r_[True, users.numpy()[1:] != users.numpy()[:-1]] if len(users) else np.zeros(0, bool)
+    assert np.array_equal(inputs.numpy()[first], x0.numpy()) and np.array_equal(targets.numpy()[first], t0.numpy())

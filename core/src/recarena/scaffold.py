@@ -201,11 +201,12 @@ class _Net(nn.Module):
 class {cls}(SequentialRecommender):
     _parameter_constraints = {{"dim": [Interval(int, 1, None)]}}
 
-    def __init__(self, dim: int = 64, max_len: int = 50, loss_type: str = "bce", n_neg: int = 1,
+    def __init__(self, dim: int = 64, max_len: int = 50, train_windows: str = "last", loss_type: str = "bce", n_neg: int = 1,
                  neg_sampling: str = "uniform", epochs: int = 30, batch_size: int = 256, lr: float = 0.001,
                  optimizer: str = "adam", weight_decay: float = 0.0):
         self.dim = dim
         self.max_len = max_len
+        self.train_windows = train_windows
         self.loss_type = loss_type
         self.n_neg = n_neg
         self.neg_sampling = neg_sampling

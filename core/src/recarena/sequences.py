@@ -34,17 +34,23 @@ def last_items(users, indptr: np.ndarray, indices: np.ndarray, length: int, pad:
     return torch.from_numpy(_windows(indptr[u], indptr[u + 1], indices, length, pad))
 
 
-def training_windows(indptr: np.ndarray, indices: np.ndarray, length: int, pad: int):
+def training_windows(indptr: np.ndarray, indices: np.ndarray, length: int, pad: int, every: bool = False):
     """SASRec's and GRU4Rec's training rows: per user with at least two items, the input window
     (the ``length`` items before the last one) and its targets (each position's next item;
-    ``pad`` where the input is padding). -> (users int64 [U], inputs int64 [U, length],
-    targets int64 [U, length])."""
+    ``pad`` where the input is padding). With ``every``, a longer history gives further windows,
+    each the ``length`` items before the previous window's first, so every item after the first
+    is a target exactly once. -> (users int64 [R], inputs int64 [R, length], targets int64 [R, length])."""
     indptr, indices = np.asarray(indptr, np.int64), np.asarray(indices, np.int64)
     users = np.flatnonzero(np.diff(indptr) >= 2).astype(np.int64)
     start, end = indptr[users], indptr[users + 1]
-    inputs = _windows(start, end - 1, indices, length, pad)
-    targets = _windows(start + 1, end, indices, length, pad)
-    return torch.from_numpy(users), torch.from_numpy(inputs), torch.from_numpy(targets)
+    # one row per window: window j of a user ends its inputs j * length items before the last
+    n_win = -(-(end - start - 1) // length) if every else np.ones(len(users), np.int64)
+    row_user = np.repeat(np.arange(len(users)), n_win)
+    j = np.arange(len(row_user)) - np.repeat(np.cumsum(n_win) - n_win, n_win)
+    start, stop = start[row_user], end[row_user] - j * length  # targets end at stop, inputs one before
+    inputs = _windows(start, stop - 1, indices, length, pad)
+    targets = _windows(start + 1, stop, indices, length, pad)
+    return torch.from_numpy(users[row_user]), torch.from_numpy(inputs), torch.from_numpy(targets)
 
 
 # ---- the base of next-item models ----------------------------------------------------------
@@ -60,7 +66,10 @@ class SequentialRecommender(TorchRecommender):
     items (SASRec, GRU4Rec, SVAE). The base does the rest:
 
     - training rows: per user, the training sequence's last ``max_len`` items before the final
-      one as input and the item after each position as target (``training_windows``);
+      one as input and the item after each position as target (``training_windows``;
+      ``train_windows="last"``, as SASRec and S3-Rec train), or with ``"all"`` the whole
+      history cut into such windows, so a long history (ML-100K's: 106 items on average) is
+      trained on in full;
     - the loss at every non-padding position (``loss_type``: ``ce`` or ``bce``, ``n_neg``);
     - scoring: the state after a user's last item against every item; from training (the
       network's ``last_seq`` buffer) or from a history given at scoring time (``context``:
@@ -71,7 +80,7 @@ class SequentialRecommender(TorchRecommender):
     ``encode(network, seq int64 [B, T]) -> float32 [B, T, dim]``, each position's state after
     reading the items up to it (T <= max_len: training batches drop the columns that are all
     padding, so column j is position ``max_len - T + j``); item scores are that state's dot product with ``item_emb``
-    (``output`` to change it). Its ``__init__`` takes ``max_len``, ``loss_type``, ``n_neg`` and ``neg_sampling``
+    (``output`` to change it). Its ``__init__`` takes ``max_len``, ``train_windows``, ``loss_type``, ``n_neg`` and ``neg_sampling``
     besides the training parameters every torch plugin takes.
     """
 
@@ -84,9 +93,11 @@ class SequentialRecommender(TorchRecommender):
     _parameter_constraints = {
         "max_len": [Interval(int, 1, None)],
         "loss_type": [Options(*SEQUENCE_LOSSES)],
+        "train_windows": [Options("last", "all")],
     }
     max_len: int
     loss_type: str
+    train_windows: str
     n_neg: int
 
     # ---- what a plugin implements --------------------------------------------------------
@@ -113,7 +124,8 @@ class SequentialRecommender(TorchRecommender):
         return net
 
     def training_tensors(self, train, network):
-        users, inputs, targets = training_windows(*train.sequences(), int(self.max_len), train.n_items)
+        users, inputs, targets = training_windows(*train.sequences(), int(self.max_len), train.n_items,
+                                                  every=self.train_windows == "all")
         return {"user": users, "seq": inputs, "target": targets}
 
     def batch_maker(self, train, tensors, seed):

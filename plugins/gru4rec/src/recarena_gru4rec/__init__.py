@@ -39,7 +39,7 @@ class GRU4Rec(SequentialRecommender):
         "dropout": [Interval(float, 0, 1, closed="left")],
     }
 
-    def __init__(self, dim: int = 64, hidden: int = 128, n_layers: int = 1, dropout: float = 0.3, max_len: int = 50,
+    def __init__(self, dim: int = 64, hidden: int = 128, n_layers: int = 1, dropout: float = 0.3, max_len: int = 50, train_windows: str = "last",
                  loss_type: str = "ce", n_neg: int = 1, neg_sampling: str = "uniform", lr: float = 0.001, weight_decay: float = 0.0, epochs: int = 200,
                  batch_size: int = 256, optimizer: str = "adam"):
         self.dim = dim
@@ -47,6 +47,7 @@ class GRU4Rec(SequentialRecommender):
         self.n_layers = n_layers
         self.dropout = dropout
         self.max_len = max_len
+        self.train_windows = train_windows
         self.loss_type = loss_type
         self.n_neg = n_neg
         self.neg_sampling = neg_sampling

@@ -51,7 +51,7 @@ class SASRec(SequentialRecommender):
         "dropout": [Interval(float, 0, 1, closed="left")],
     }
 
-    def __init__(self, dim: int = 64, n_layers: int = 2, heads: int = 2, dropout: float = 0.5, max_len: int = 50,
+    def __init__(self, dim: int = 64, n_layers: int = 2, heads: int = 2, dropout: float = 0.5, max_len: int = 50, train_windows: str = "last",
                  loss_type: str = "ce", n_neg: int = 1, neg_sampling: str = "uniform", lr: float = 0.001, weight_decay: float = 0.0, epochs: int = 200,
                  batch_size: int = 256, optimizer: str = "adam"):
         self.dim = dim
@@ -59,6 +59,7 @@ class SASRec(SequentialRecommender):
         self.heads = heads
         self.dropout = dropout
         self.max_len = max_len
+        self.train_windows = train_windows
         self.loss_type = loss_type
         self.n_neg = n_neg
         self.neg_sampling = neg_sampling

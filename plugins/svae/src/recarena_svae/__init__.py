@@ -44,7 +44,7 @@ class SVAE(SequentialRecommender):
     }
 
     def __init__(self, dim: int = 64, hidden: int = 128, latent: int = 64, dropout: float = 0.3,
-                 anneal_cap: float = 0.2, anneal_steps: int = 20000, max_len: int = 50, loss_type: str = "ce",
+                 anneal_cap: float = 0.2, anneal_steps: int = 20000, max_len: int = 50, train_windows: str = "last", loss_type: str = "ce",
                  n_neg: int = 1, neg_sampling: str = "uniform", lr: float = 0.001, weight_decay: float = 0.0,
                  epochs: int = 200, batch_size: int = 256, optimizer: str = "adam"):
         self.dim = dim
@@ -54,6 +54,7 @@ class SVAE(SequentialRecommender):
         self.anneal_cap = anneal_cap
         self.anneal_steps = anneal_steps
         self.max_len = max_len
+        self.train_windows = train_windows
         self.loss_type = loss_type
         self.n_neg = n_neg
         self.neg_sampling = neg_sampling
