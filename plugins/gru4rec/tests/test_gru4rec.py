@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from recarena.data.interactions import IdMap, Interactions
+from recarena.data.synthetic import walks
 from recarena.testing import parametrize_with_checks
 from recarena_gru4rec import GRU4Rec
 
@@ -15,16 +15,11 @@ def test_conformance(model, check):
     check(model)
 
 
-def _walks(n_users=60, n_items=12, length=8):
-    rows = [(u, (u + t) % n_items, t) for u in range(n_users) for t in range(length)]
-    u, i, t = (np.array(x) for x in zip(*rows))
-    return Interactions(u, i, IdMap(range(n_users)), IdMap(range(n_items)), timestamp=t)
-
 
 @pytest.mark.parametrize("loss_type", ["ce", "bce"])
 def test_learns_a_deterministic_successor(loss_type):
     m = GRU4Rec(dim=16, hidden=32, max_len=5, epochs=60, lr=0.01, batch_size=16, dropout=0.0,
-                loss_type=loss_type).fit(_walks(), trainer=TRAINER)
+                loss_type=loss_type).fit(walks(), trainer=TRAINER)
     items, _ = m.recommend(np.arange(60), k=1)
     assert (items[:, 0] == (np.arange(60) + 8) % 12).mean() > 0.9
 
@@ -32,7 +27,7 @@ def test_learns_a_deterministic_successor(loss_type):
 def test_leading_padding_leaves_the_state_at_zero():
     # the GRU has no biases, so padding (the zero row) keeps its state at zero: a sequence
     # reads the same whatever padding comes before it
-    m = GRU4Rec(dim=8, hidden=8, max_len=6, epochs=1, batch_size=64).fit(_walks(), trainer=TRAINER)
+    m = GRU4Rec(dim=8, hidden=8, max_len=6, epochs=1, batch_size=64).fit(walks(), trainer=TRAINER)
     net, pad = m.network_, m.n_items_
     with torch.no_grad():
         long = net(torch.tensor([[pad, pad, pad, 3, 4, 5]]))

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from recarena.data.interactions import IdMap, Interactions
+from recarena.data.synthetic import walks
 from recarena.params import InvalidParameterError
 from recarena.testing import parametrize_with_checks
 from recarena_sasrec import SASRec
@@ -17,17 +17,11 @@ def test_conformance(model, check):
     check(model)
 
 
-def _walks(n_users=60, n_items=12, length=8):
-    # every user walks item k -> k+1 (mod n_items) from their own start
-    rows = [(u, (u + t) % n_items, t) for u in range(n_users) for t in range(length)]
-    u, i, t = (np.array(x) for x in zip(*rows))
-    return Interactions(u, i, IdMap(range(n_users)), IdMap(range(n_items)), timestamp=t)
-
 
 @pytest.mark.parametrize("loss_type", ["ce", "bce"])
 def test_learns_a_deterministic_successor(loss_type):
     m = SASRec(dim=16, n_layers=1, heads=1, max_len=5, epochs=60, lr=0.01, batch_size=16, dropout=0.0,
-               loss_type=loss_type).fit(_walks(), trainer=TRAINER)
+               loss_type=loss_type).fit(walks(), trainer=TRAINER)
     items, _ = m.recommend(np.arange(60), k=1)  # among the 4 unseen items
     assert (items[:, 0] == (np.arange(60) + 8) % 12).mean() > 0.9
 
@@ -35,7 +29,7 @@ def test_learns_a_deterministic_successor(loss_type):
 def test_attention_is_causal_and_ignores_padding():
     # the state at a position depends on the items up to it only, and not on how much
     # padding comes before the sequence
-    m = SASRec(dim=8, n_layers=2, heads=2, max_len=6, epochs=1, batch_size=64, dropout=0.0).fit(_walks(), trainer=TRAINER)
+    m = SASRec(dim=8, n_layers=2, heads=2, max_len=6, epochs=1, batch_size=64, dropout=0.0).fit(walks(), trainer=TRAINER)
     net, pad = m.network_, m.n_items_
     seq = torch.tensor([[pad, pad, 3, 4, 5, 6]])
     changed_last = torch.tensor([[pad, pad, 3, 4, 5, 9]])
@@ -48,7 +42,7 @@ def test_attention_is_causal_and_ignores_padding():
 
 def test_context_is_the_history_given_at_scoring_time():
     # a user's scores from a history given now follow its last item, not the training one
-    m = SASRec(dim=16, n_layers=1, heads=1, max_len=5, epochs=60, lr=0.01, batch_size=16, dropout=0.0).fit(_walks(), trainer=TRAINER)
+    m = SASRec(dim=16, n_layers=1, heads=1, max_len=5, epochs=60, lr=0.01, batch_size=16, dropout=0.0).fit(walks(), trainer=TRAINER)
     hist = np.array([2, 3, 4])
     top = m.score_history(np.array([0]), np.array([0, 3] + [3] * 59), hist)[0]
     top[hist] = -np.inf
@@ -57,4 +51,4 @@ def test_context_is_the_history_given_at_scoring_time():
 
 def test_heads_must_divide_dim():
     with pytest.raises(InvalidParameterError, match="heads"):
-        SASRec(dim=10, heads=3).fit(_walks(), trainer=TRAINER)
+        SASRec(dim=10, heads=3).fit(walks(), trainer=TRAINER)

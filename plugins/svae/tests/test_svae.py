@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from recarena.data.interactions import IdMap, Interactions
+from recarena.data.synthetic import walks
 from recarena.testing import parametrize_with_checks
 from recarena_svae import SVAE
 
@@ -14,15 +14,10 @@ def test_conformance(model, check):
     check(model)
 
 
-def _walks(n_users=60, n_items=12, length=8):
-    rows = [(u, (u + t) % n_items, t) for u in range(n_users) for t in range(length)]
-    u, i, t = (np.array(x) for x in zip(*rows))
-    return Interactions(u, i, IdMap(range(n_users)), IdMap(range(n_items)), timestamp=t)
-
 
 def test_learns_a_deterministic_successor():
     m = SVAE(dim=16, hidden=32, latent=16, max_len=5, epochs=60, lr=0.01, batch_size=16, dropout=0.0,
-             anneal_steps=100).fit(_walks(), trainer=TRAINER)
+             anneal_steps=100).fit(walks(), trainer=TRAINER)
     items, _ = m.recommend(np.arange(60), k=1)
     assert (items[:, 0] == (np.arange(60) + 8) % 12).mean() > 0.9
 
@@ -39,6 +34,6 @@ def test_the_kl_weight_pulls_the_posterior_to_the_prior():
     # a VAE, not a GRU with a bottleneck: the stronger the annealed KL weight, the closer each
     # step's posterior stays to N(0, I)
     kw = dict(dim=16, hidden=32, latent=8, max_len=5, epochs=30, lr=0.01, batch_size=16, dropout=0.0, anneal_steps=50)
-    free = SVAE(anneal_cap=0.0, **kw).fit(_walks(), trainer=TRAINER)
-    held = SVAE(anneal_cap=1.0, **kw).fit(_walks(), trainer=TRAINER)
+    free = SVAE(anneal_cap=0.0, **kw).fit(walks(), trainer=TRAINER)
+    held = SVAE(anneal_cap=1.0, **kw).fit(walks(), trainer=TRAINER)
     assert _kl(held) < 0.5 * _kl(free)

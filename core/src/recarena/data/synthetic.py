@@ -119,3 +119,11 @@ def checkerboard(n_users: int = 40, n_items: int = 40, per_user: int = 10, seed:
 
     s = leave_one_out(full, seed=seed, valid=False)
     return s.train, s.test
+
+
+def walks(n_users: int = 60, n_items: int = 12, length: int = 8) -> Interactions:
+    """Sequences with a known next item: user u's t-th item is (u + t) mod n_items (timestamp t),
+    so after any history the next item is the last one plus 1; implicit, no ratings."""
+    t = np.tile(np.arange(length), n_users)
+    u = np.repeat(np.arange(n_users), length)
+    return Interactions(u, (u + t) % n_items, IdMap(range(n_users)), IdMap(range(n_items)), timestamp=t)
