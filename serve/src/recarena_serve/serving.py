@@ -26,6 +26,7 @@ K ids and scores leave the database.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -310,6 +311,9 @@ def _load_version(c, b: Bundle, prefix: str, progress: bool) -> dict:
             bar.update()
         kinds.append("table")
     elif "recommend" in kinds:
+        # `exclude` for requests that let seen items through (sequential graphs read the user
+        # from it, so they never take this)
+        c.put_tensor(f"{prefix}:noseen", np.array([[-1]], np.int64))
         for u, row in _seen_rows(b):
             c.put_tensor(f"{prefix}:seen:{u}", row)
             c.put_tensor(f"{prefix}:user:{u}", np.array([u], np.int64))
@@ -318,11 +322,13 @@ def _load_version(c, b: Bundle, prefix: str, progress: bool) -> dict:
     counts = np.bincount(np.load(b.path / "seen_indices.npy"), minlength=b.manifest["n_items"])
     meta = {
         "model": b.model, "run_id": b.manifest.get("run_id"), "dataset": b.manifest.get("dataset"),
-        "protocol": b.manifest.get("protocol"), "metrics": b.manifest.get("metrics"), "kinds": kinds,
+        "protocol": b.manifest.get("protocol"), "seed": b.manifest.get("seed"), "metrics": b.manifest.get("metrics"), "kinds": kinds,
         "k": (b.graph("recommend") or {}).get("k") or (table or {}).get("k"), "users": b.ids["users"], "items": b.ids["items"],
         "titles": b.ids.get("titles"), "popular": np.argsort(-counts, kind="stable")[:POPULAR_N].tolist(),
         "popular_counts": np.sort(counts)[::-1][:POPULAR_N].tolist(), "deployed_at": time.time(),
         "user_keys": "recommend" in kinds and not table,
+        # the graph can be run without the user's seen items (`noseen` as `exclude`)
+        "noseen": "recommend" in kinds and not table and not (b.graph("recommend") or {}).get("session"),
         # the recommend graph reads a user only from `exclude`: a session's items can stand in
         "session": bool((b.graph("recommend") or {}).get("session")) and not table,
     }
@@ -397,7 +403,8 @@ def deploy(bundles: list, ssdb: str | None = None, name: str = "default", split:
         key = routing_key(name)
         if c.tensor_exists(key):
             c.copy_tensor(key, key + ":previous")
-        routing = {"name": name, "entries": entries, "switched_at": time.time()}
+        # a fresh salt per deploy: a new experiment reshuffles which users meet which variant
+        routing = {"name": name, "entries": entries, "switched_at": time.time(), "salt": uuid.uuid4().hex[:16]}
         _put_json(c, key, routing)  # the switch: one write
     except BaseException:
         # the routing table was not switched (that is the last step): drop what was written
@@ -417,8 +424,9 @@ def _delete_version(c, prefix: str, n_users: int) -> None:
             for part in ("seen", "user", "top", "topscore"):
                 if c.key_exists(f"{prefix}:{part}:{u}"):
                     c.delete_tensor(f"{prefix}:{part}:{u}")
-        if c.key_exists(f"{prefix}:meta"):
-            c.delete_tensor(f"{prefix}:meta")
+        for key in ("noseen", "meta"):
+            if c.key_exists(f"{prefix}:{key}"):
+                c.delete_tensor(f"{prefix}:{key}")
     except Exception:  # cleanup is best effort; the routing never points at this version
         pass
 
@@ -470,9 +478,46 @@ def _check_request(raw_user, k: int | None = None, items: list | None = None) ->
         raise RecArenaError(f"k must be a positive integer (how many items to recommend), got {k!r}.")
 
 
-def stable_bucket(raw_user) -> float:
-    """A user's place in [0, 1) for traffic splits: the same on every client and run."""
-    return zlib.crc32(str(raw_user).encode()) / 2**32
+def stable_bucket(raw_user, salt: str = "") -> float:
+    """A user's place in [0, 1) for traffic splits: the same on every client, worker and run.
+    ``salt`` is the experiment's (a routing table's ``salt``): a new experiment reshuffles users.
+    Tables written before salts existed have none and keep their old crc32 assignment."""
+    if not salt:
+        return zlib.crc32(str(raw_user).encode()) / 2**32
+    digest = hashlib.blake2b(f"{salt}\0{raw_user}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def assign(routing: dict, raw_user) -> dict:
+    """The routing entry (variant) that serves ``raw_user``: sticky, by the salted hash."""
+    entries = routing["entries"]
+    total = sum(e["weight"] for e in entries)
+    x, acc = stable_bucket(raw_user, routing.get("salt", "")) * total, 0.0
+    for e in entries:
+        acc += e["weight"]
+        if x < acc:
+            return e
+    return entries[-1]
+
+
+def promote(ssdb: str | None = None, name: str = "default", variant: str | None = None) -> dict:
+    """Make one variant of the endpoint's A/B test take all traffic, in one write of the routing
+    table; the table it replaces becomes the previous one, so ``rollback`` restores the split.
+    ``variant`` is an entry's label (the model name, or the run id when two share a model)."""
+    c = _client(ssdb)
+    key = routing_key(name)
+    current = _routing_or_none(c, key)
+    if current is None:
+        raise RecArenaError(f"Nothing is deployed on endpoint {name!r}: nothing to promote.")
+    labels = [e.get("label", e["model"]) for e in current["entries"]]
+    chosen = [e for e, lab in zip(current["entries"], labels) if variant in (lab, e["version"])]
+    if not chosen:
+        raise RecArenaError(f"Endpoint {name!r} has no variant {variant!r}; its variants are {labels}.")
+    promoted = {**current, "entries": [{**chosen[0], "weight": 1.0}], "switched_at": time.time(),
+                "promoted": chosen[0].get("label", chosen[0]["model"])}
+    c.copy_tensor(key, key + ":previous")
+    _put_json(c, key, promoted)  # the switch: one write
+    return promoted
 
 
 class Service:
@@ -504,14 +549,7 @@ class Service:
         return v
 
     def pick(self, routing: dict, raw_user) -> dict:
-        entries = routing["entries"]
-        total = sum(e["weight"] for e in entries)
-        x, acc = stable_bucket(raw_user) * total, 0.0
-        for e in entries:
-            acc += e["weight"]
-            if x < acc:
-                return e
-        return entries[-1]
+        return assign(routing, raw_user)
 
     def recommend(self, raw_user, k: int = 10) -> dict:
         """Top-k for a raw user id: ``{"user", "model", "version", "fallback", "items": [{"item",

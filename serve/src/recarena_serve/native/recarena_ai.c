@@ -283,6 +283,7 @@ typedef struct Req {
     int timedout;
     long long timeout_ms;
     double enqueued_us;
+    int reply_outputs; /* AI._MODELEXECUTE_REPLY: outputs go to the caller, never the keyspace */
     RedisModuleBlockedClient *bc;
 } Req;
 
@@ -959,6 +960,21 @@ static int parse_exec(RedisModuleString **argv, int argc, int with_counts, ExecA
     }
     if (i >= argc || !arg_is(argv[i], "INPUTS")) return a->err = "ERR INPUTS not specified", -1;
     i++;
+    if (with_counts == 2) { /* AI._MODELEXECUTE_REPLY: INPUTS n k... [TIMEOUT t] */
+        long long n;
+        if (i >= argc || RM_StringToLongLong(argv[i], &n) != REDISMODULE_OK || n < 0)
+            return a->err = "ERR Invalid argument for input_count", -1;
+        if (n > argc - i - 1) return a->err = "ERR number of input keys does not match the number of given arguments", -1;
+        a->in_at = ++i;
+        a->nin = (int)n;
+        i += (int)n;
+        if (i < argc) {
+            if (!arg_is(argv[i], "TIMEOUT") || i + 2 != argc) return a->err = "ERR Invalid argument after the inputs (only TIMEOUT t may follow)", -1;
+            if (RM_StringToLongLong(argv[i + 1], &a->timeout) != REDISMODULE_OK || a->timeout <= 0)
+                return a->err = "ERR Invalid value for TIMEOUT", -1;
+        }
+        return a->nin;
+    }
     if (with_counts) {
         long long n;
         if (i >= argc || RM_StringToLongLong(argv[i], &n) != REDISMODULE_OK || n < 0)
@@ -1025,9 +1041,27 @@ static int write_outputs(RedisModuleCtx *ctx, Req *r) {
     return ok ? RM_ReplyWithSimpleString(ctx, "OK") : REDISMODULE_OK;
 }
 
+/* Replies with r's outputs as [[dtype, shape, blob], ...], the fields AI.TENSORGET META BLOB
+ * gives, and writes nothing: nothing reaches the keyspace, replicas or the AOF. */
+static int reply_outputs(RedisModuleCtx *ctx, Req *r) {
+    if (r->timedout) return RM_ReplyWithSimpleString(ctx, "TIMEDOUT");
+    if (r->err) return RM_ReplyWithError(ctx, r->err);
+    RM_ReplyWithArray(ctx, r->nout);
+    for (size_t o = 0; o < r->nout; o++) {
+        Tensor *t = r->out[o];
+        RM_ReplyWithArray(ctx, 3);
+        RM_ReplyWithStringBuffer(ctx, DTYPES[t->dtype].name, strlen(DTYPES[t->dtype].name));
+        RM_ReplyWithArray(ctx, t->ndims);
+        for (int i = 0; i < t->ndims; i++) RM_ReplyWithLongLong(ctx, t->dims[i]);
+        RM_ReplyWithStringBuffer(ctx, t->data, t->nbytes);
+    }
+    return REDISMODULE_OK;
+}
+
 static int exec_reply(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
     (void)argv, (void)argc;
-    return write_outputs(ctx, RM_GetBlockedClientPrivateData(ctx));
+    Req *r = RM_GetBlockedClientPrivateData(ctx);
+    return r->reply_outputs ? reply_outputs(ctx, r) : write_outputs(ctx, r);
 }
 
 static void exec_free(RedisModuleCtx *ctx, void *p) {
@@ -1053,7 +1087,7 @@ static int exec_common(RedisModuleCtx *ctx, RedisModuleString **argv, int argc, 
     RM_CloseKey(mk);
     if ((size_t)a.nin != m->ninputs)
         return reply_errf(ctx, "ERR Number of keys given as INPUTS here does not match model definition (expected %zu, got %d)", m->ninputs, a.nin);
-    if ((size_t)a.nout != m->noutputs)
+    if (with_counts != 2 && (size_t)a.nout != m->noutputs)
         return reply_errf(ctx, "ERR Number of keys given as OUTPUTS here does not match model definition (expected %zu, got %d)", m->noutputs, a.nout);
     Req *r = RM_Calloc(1, sizeof *r);
     r->model = model_ref(m);
@@ -1070,6 +1104,13 @@ static int exec_common(RedisModuleCtx *ctx, RedisModuleString **argv, int argc, 
         r->in[r->nin++] = tensor_ref(RM_ModuleTypeGetValue(k));
         RM_CloseKey(k);
     }
+    if (with_counts == 2) { /* the model's outputs, each returned to the caller */
+        r->reply_outputs = 1;
+        r->outkeys = RM_Realloc(r->outkeys, (m->noutputs ? m->noutputs : 1) * sizeof(char *));
+        r->outlens = RM_Realloc(r->outlens, (m->noutputs ? m->noutputs : 1) * sizeof(size_t));
+        for (size_t o = 0; o < m->noutputs; o++) r->outkeys[o] = NULL, r->outlens[o] = 0;
+        r->nout = m->noutputs;
+    }
     for (int i = 0; i < a.nout; i++) {
         size_t l;
         const char *p = RM_StringPtrLen(argv[a.out_at + i], &l);
@@ -1084,7 +1125,7 @@ static int exec_common(RedisModuleCtx *ctx, RedisModuleString **argv, int argc, 
         /* inside MULTI or a script a client cannot block: run here, on the main thread */
         Req *one[1] = {r};
         run_batch(one, 1);
-        int rc = write_outputs(ctx, r);
+        int rc = r->reply_outputs ? reply_outputs(ctx, r) : write_outputs(ctx, r);
         req_free(r);
         return rc;
     }
@@ -1099,6 +1140,14 @@ static int cmd_modelexecute(RedisModuleCtx *ctx, RedisModuleString **argv, int a
 
 static int cmd_modelrun(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
     return exec_common(ctx, argv, argc, 0);
+}
+
+/* AI._MODELEXECUTE_REPLY model INPUTS n key... [TIMEOUT ms]: runs the model like
+ * AI.MODELEXECUTE but returns its outputs instead of storing them. A serving request is then
+ * one round trip, and it writes nothing: traffic never grows the keyspace, replicas or AOF.
+ * Not part of RedisAI (smartredis cannot send it); the HTTP service uses it. */
+static int cmd_modelexecute_reply(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
+    return exec_common(ctx, argv, argc, 2);
 }
 
 /* ================================================================== AI._MODELSCAN */
@@ -1398,6 +1447,7 @@ __attribute__((visibility("default"))) int RedisModule_OnLoad(RedisModuleCtx *ct
         {"ai.modeldel", cmd_modeldel, "write", 1, 1, 1},
         {"ai.modelexecute", cmd_modelexecute, "write deny-oom getkeys-api", 1, 1, 1},
         {"ai.modelrun", cmd_modelrun, "write deny-oom getkeys-api", 1, 1, 1},
+        {"ai._modelexecute_reply", cmd_modelexecute_reply, "readonly getkeys-api", 1, 1, 1},
         {"ai._modelscan", cmd_modelscan, "readonly", 0, 0, 0},
         {"ai.info", cmd_info, "readonly", 1, 1, 1},
         {"ai.config", cmd_config, "", 0, 0, 0},
