@@ -149,7 +149,7 @@ class Backend:
 
         try:
             return await coro
-        except (redis.ConnectionError, redis.TimeoutError, OSError, asyncio.TimeoutError) as e:
+        except (TimeoutError, redis.ConnectionError, redis.TimeoutError, OSError) as e:
             raise Unavailable(type(e).__name__) from None
         except redis.ResponseError as e:
             if "LOADING" in str(e) or "BUSY" in str(e):
@@ -510,7 +510,8 @@ class Promote(BaseModel):
 # ------------------------------------------------------------------ the ASGI app
 def create_app(settings: Settings | None = None):
     """The FastAPI app (``settings`` from ``RECARENA_HTTP_SETTINGS`` when not given)."""
-    from fastapi import Body, FastAPI, Path as PathParam, Query
+    from fastapi import FastAPI, Query
+    from fastapi import Path as PathParam
     from fastapi.exceptions import RequestValidationError
     from fastapi.openapi.docs import get_swagger_ui_html
     from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -603,15 +604,15 @@ def create_app(settings: Settings | None = None):
         return await answer("recommend", name, lambda: svc.recommend(name, user, k, exclude_seen))
 
     @app.post("/v1/endpoints/{name}/session", summary="Top-k after a session of raw item ids (sequential models)")
-    async def session(name: str = NAME, body: Session = Body()):
+    async def session(body: Session, name: str = NAME):
         return await answer("session", name, lambda: svc.session(name, body.items, body.k))
 
     @app.post("/v1/endpoints/{name}/predict", summary="Scores of (user, item) pairs: a rating or click probability")
-    async def predict(name: str = NAME, body: Predict = Body()):
+    async def predict(body: Predict, name: str = NAME):
         return await answer("predict", name, lambda: svc.predict(name, body.user, body.items))
 
     @app.post("/v1/endpoints/{name}/feedback", summary="Record a click, rating or purchase for a served request")
-    async def feedback(request: Request, name: str = NAME, body: Feedback = Body()):
+    async def feedback(request: Request, body: Feedback, name: str = NAME):
         async def work():
             authorize(request)
             return await svc.feedback(name, body.request_id, body.item, body.event, body.value)
@@ -622,7 +623,7 @@ def create_app(settings: Settings | None = None):
         return await answer("experiment", name, lambda: svc.experiment(name))
 
     @app.post("/v1/endpoints/{name}/promote", summary="Give one variant all traffic (one write; rollback undoes it)")
-    async def promote(request: Request, name: str = NAME, body: Promote = Body()):
+    async def promote(request: Request, body: Promote, name: str = NAME):
         async def work():
             authorize(request)
             return await svc.switch(name, "promote", body.variant)
