@@ -307,6 +307,11 @@ class Service:
 
     async def recommend(self, name: str, user: str, k: int, exclude_seen: bool = True) -> dict:
         _check_id("user", user)
+        if not exclude_seen:
+            # the graphs mask the seen items inside the database, and many (EASE, item-kNN, the
+            # autoencoders, the sequential models) read them as the user's history
+            raise HTTPProblem(422, "exclude_seen=false is not served: the recommend graphs exclude the user's training items "
+                                   "in the database, and several read them as the user's history.")
         routing = await self.db.routing(name)
         entry = serving.assign(routing, user)
         v = await self.db.version(entry)
@@ -323,23 +328,13 @@ class Service:
                 raise HTTPProblem(422, f"k={k} but {entry['model']} was exported with k={v.meta['k']}; "
                                        f"ask for at most {v.meta['k']} or export again with -k {k}.")
             if "table" in v.meta["kinds"]:
-                if not exclude_seen:
-                    raise HTTPProblem(422, f"{entry['model']} serves a precomputed top-N table, which excludes seen items.")
                 pipe = self.db.r.pipeline(transaction=False)
                 pipe.execute_command("AI.TENSORGET", f"{v.prefix}:top:{uid}", "BLOB")
                 pipe.execute_command("AI.TENSORGET", f"{v.prefix}:topscore:{uid}", "BLOB")
                 a, b = await self.db.call(pipe.execute())
                 items, scores = np.frombuffer(a, np.int64), np.frombuffer(b, np.float32)
             else:
-                if exclude_seen:
-                    exclude = f"{v.prefix}:seen:{uid}"
-                elif v.meta.get("noseen"):
-                    exclude = f"{v.prefix}:noseen"
-                else:
-                    raise HTTPProblem(422, f"{entry['model']} cannot recommend with exclude_seen=false: "
-                                           + ("its graph reads the user's history from the seen items." if v.meta.get("session")
-                                              else "this version was deployed before that was possible; deploy it again."))
-                items, scores = await self.db.run(f"{v.prefix}:recommend", [f"{v.prefix}:user:{uid}", exclude])
+                items, scores = await self.db.run(f"{v.prefix}:recommend", [f"{v.prefix}:user:{uid}", f"{v.prefix}:seen:{uid}"])
                 items, scores = items[0], scores[0]
             items, scores = items[:k], scores[:k]
             keep = items >= 0

@@ -311,9 +311,6 @@ def _load_version(c, b: Bundle, prefix: str, progress: bool) -> dict:
             bar.update()
         kinds.append("table")
     elif "recommend" in kinds:
-        # `exclude` for requests that let seen items through (sequential graphs read the user
-        # from it, so they never take this)
-        c.put_tensor(f"{prefix}:noseen", np.array([[-1]], np.int64))
         for u, row in _seen_rows(b):
             c.put_tensor(f"{prefix}:seen:{u}", row)
             c.put_tensor(f"{prefix}:user:{u}", np.array([u], np.int64))
@@ -327,8 +324,6 @@ def _load_version(c, b: Bundle, prefix: str, progress: bool) -> dict:
         "titles": b.ids.get("titles"), "popular": np.argsort(-counts, kind="stable")[:POPULAR_N].tolist(),
         "popular_counts": np.sort(counts)[::-1][:POPULAR_N].tolist(), "deployed_at": time.time(),
         "user_keys": "recommend" in kinds and not table,
-        # the graph can be run without the user's seen items (`noseen` as `exclude`)
-        "noseen": "recommend" in kinds and not table and not (b.graph("recommend") or {}).get("session"),
         # the recommend graph reads a user only from `exclude`: a session's items can stand in
         "session": bool((b.graph("recommend") or {}).get("session")) and not table,
     }
@@ -424,9 +419,8 @@ def _delete_version(c, prefix: str, n_users: int) -> None:
             for part in ("seen", "user", "top", "topscore"):
                 if c.key_exists(f"{prefix}:{part}:{u}"):
                     c.delete_tensor(f"{prefix}:{part}:{u}")
-        for key in ("noseen", "meta"):
-            if c.key_exists(f"{prefix}:{key}"):
-                c.delete_tensor(f"{prefix}:{key}")
+        if c.key_exists(f"{prefix}:meta"):
+            c.delete_tensor(f"{prefix}:meta")
     except Exception:  # cleanup is best effort; the routing never points at this version
         pass
 
