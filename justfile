@@ -94,6 +94,10 @@ bench-mf-family *ARGS: setup
 bench-sequential *ARGS: setup
     {{py}} tests/bench/bench_sequential.py --data-dir "{{data_dir}}" {{ARGS}}
 
+# HTTP service: sustained recommend req/s and p50/p99 (wrk, 8 connections) for ease on recbole-ml1m
+bench-http *ARGS: setup
+    {{py}} tests/bench/bench_http.py --data-dir "{{data_dir}}" {{ARGS}}
+
 # Full-ranking evaluation speed (recbole-ml1m) and a 10k x 100k catalogue's memory
 bench-eval: setup
     {{py}} tests/bench/bench_eval.py --data-dir "{{data_dir}}"
