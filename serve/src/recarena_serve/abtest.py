@@ -34,7 +34,7 @@ def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float] | None
     # at 0 or n successes the bound is exactly 0 or 1; floating point would miss it by an ulp
     lo = 0.0 if successes == 0 else max(0.0, centre - half)
     hi = 1.0 if successes == n else min(1.0, centre + half)
-    return lo, hi
+    return float(lo), float(hi)
 
 
 def two_proportion_z(x1: int, n1: int, x2: int, n2: int) -> dict | None:
@@ -47,7 +47,7 @@ def two_proportion_z(x1: int, n1: int, x2: int, n2: int) -> dict | None:
     if se == 0:
         return None
     z = (p2 - p1) / se
-    return {"z": z, "p_value": float(2 * stats.norm.sf(abs(z))), "diff": p2 - p1}
+    return {"z": float(z), "p_value": float(2 * stats.norm.sf(abs(z))), "diff": float(p2 - p1)}
 
 
 def sample_size(p1: float, p2: float, alpha: float = 0.05, power: float = 0.8) -> int | None:
@@ -67,7 +67,7 @@ def mean_interval(n: int, total: float, total_sq: float) -> tuple[float, float] 
     mean = total / n
     var = max(0.0, (total_sq - n * mean * mean) / (n - 1))
     half = stats.t.ppf(0.975, n - 1) * math.sqrt(var / n)
-    return mean - half, mean + half
+    return float(mean - half), float(mean + half)
 
 
 def welch(n1: int, s1: float, q1: float, n2: int, s2: float, q2: float) -> dict | None:
@@ -81,7 +81,7 @@ def welch(n1: int, s1: float, q1: float, n2: int, s2: float, q2: float) -> dict 
         return None
     t = (m2 - m1) / math.sqrt(se2)
     df = se2**2 / ((v1 / n1) ** 2 / (n1 - 1) + (v2 / n2) ** 2 / (n2 - 1)) if v1 + v2 else n1 + n2 - 2
-    return {"t": t, "p_value": float(2 * stats.t.sf(abs(t), df)), "diff": m2 - m1}
+    return {"t": float(t), "p_value": float(2 * stats.t.sf(abs(t), df)), "diff": float(m2 - m1)}
 
 
 def summarize(variants: list[dict]) -> dict:

@@ -549,10 +549,10 @@ def create_app(settings: Settings | None = None):
     from fastapi.exceptions import RequestValidationError
     from fastapi.openapi.docs import get_swagger_ui_html
     from fastapi.responses import HTMLResponse, Response
-    from fastapi.responses import ORJSONResponse as JSONResponse
     from fastapi.staticfiles import StaticFiles
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
+    JSONResponse = _json_response_class()  # noqa: N806 (a class)
     settings = settings or Settings.from_env()
     svc = Service(settings)
     metrics = Metrics()
@@ -701,6 +701,16 @@ def create_app(settings: Settings | None = None):
         await svc.db.r.aclose()
 
     return BodyLimit(app)
+
+
+def _json_response_class():
+    from starlette.responses import JSONResponse as Base
+
+    class OrjsonResponse(Base):
+        def render(self, content) -> bytes:
+            return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+
+    return OrjsonResponse
 
 
 class BodyLimit:
