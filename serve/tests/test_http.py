@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 import pytest
@@ -329,14 +330,24 @@ def test_ten_thousand_malformed_requests_get_only_4xx(http, bundle_paths, models
     statuses = {}
     for i in range(10_000):
         route = routes[int(rng.integers(len(routes)))]
-        name = "fz" if rng.random() < 0.7 else junk(int(rng.integers(1, 8)))
+        # percent-encoded: the server decodes it (control characters, quotes, non-ASCII)
+        name = "fz" if rng.random() < 0.7 else quote(junk(int(rng.integers(1, 8))), safe="")
         url = f"/v1/endpoints/{name}/{route}"
-        if rng.random() < 0.5:
+        if rng.random() < 0.5:  # a GET that is wrong in at least one way
             params = {junk(3): junk(int(rng.integers(0, 10))) for _ in range(int(rng.integers(0, 4)))}
-            if rng.random() < 0.5:
-                params["k"] = rng.choice(["-1", "0", "1001", "1e3", "nan", "", "9" * 30, junk(2)])
-            if rng.random() < 0.3:
-                params["user"] = junk(int(rng.integers(0, 300)))
+            flaw = int(rng.integers(4))
+            if flaw == 0:
+                params["k"] = rng.choice(["-1", "0", "1001", "1e3", "nan", "", "9" * 30, "x", "1.5"])
+            elif flaw == 1:
+                params["user"] = rng.choice(["u" * int(rng.integers(257, 400)), "", " ", "a\x01b"])
+            elif flaw == 2:
+                params.pop("user", None)
+                url = "/v1/endpoints/fz/recommend"
+            else:
+                # a path segment no route has (no '/', '.', '?' or '#', which would lead elsewhere)
+                url = f"/v1/endpoints/{name}/x" + "".join(rng.choice(list("abz09%-_~")) for _ in range(int(rng.integers(0, 6))))
+            if flaw < 2:
+                url = f"/v1/endpoints/{name}/recommend"
             r = http.get(url, params=params)
         else:
             r = http.post(url, content=body(), headers={"content-type": "application/json"})
@@ -354,7 +365,7 @@ def test_database_killed_and_restarted(bundle_paths, models, tmp_path):
     feedback event acknowledged with 2xx is there afterwards (AOF, appendfsync always)."""
     data = tmp_path / "db"
     port = db.free_port()
-    aof = ["appendonly yes", "appendfsync always"]
+    aof = db.DURABLE
     d = db.start(data, port=port, extra_config=aof)
     address = d.nodes[0].address
     serving.deploy([bundle_paths["ease"]], address, name="f", progress=False)

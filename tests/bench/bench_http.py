@@ -58,6 +58,30 @@ def wrk(url: str, name: str, users_file: Path, seconds: int, connections: int, r
             "max_ms": r["max_us"] / 1000, "errors": r["errors"] + r["status_errors"] + r["timeouts"], "requests": r["requests"]}
 
 
+FEEDBACK_LUA = r"""
+wrk.method = "POST"
+wrk.body = '%(body)s'
+wrk.headers["Content-Type"] = "application/json"
+done = function(summary, latency, requests)
+  io.write(string.format("JSON {\"requests\": %%d, \"errors\": %%d, \"status_errors\": %%d, \"timeouts\": %%d, " ..
+    "\"duration_us\": %%d, \"p50_us\": %%d, \"p90_us\": %%d, \"p99_us\": %%d, \"max_us\": %%d}\n",
+    summary.requests, summary.errors.connect + summary.errors.read + summary.errors.write, summary.errors.status,
+    summary.errors.timeout, summary.duration, latency:percentile(50), latency:percentile(90), latency:percentile(99),
+    latency.max))
+end
+"""
+
+
+def wrk_feedback(url: str, name: str, body: str, seconds: int, connections: int) -> dict:
+    script = Path(tempfile.mkdtemp()) / "feedback.lua"
+    script.write_text(FEEDBACK_LUA % {"body": body})
+    out = subprocess.run(["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds}s", "--timeout", "2s", "-s", str(script),
+                          f"{url}/v1/endpoints/{name}/feedback"], capture_output=True, text=True, check=True)
+    r = json.loads(re.search(r"^JSON (.*)$", out.stdout, re.M).group(1))
+    return {"rps": r["requests"] / (r["duration_us"] / 1e6), "p50_ms": r["p50_us"] / 1000, "p99_ms": r["p99_us"] / 1000,
+            "errors": r["errors"] + r["status_errors"] + r["timeouts"]}
+
+
 def cpu_seconds(pids: list[int]) -> float:
     """user + system CPU seconds of processes (and their threads) so far"""
     tick = os.sysconf("SC_CLK_TCK")
@@ -124,7 +148,7 @@ def main() -> None:
     subprocess.run([CLI, "serve", "export", "--protocol", a.protocol, "--out", str(work / "bundles")], check=True, env=env,
                    stdout=subprocess.DEVNULL)
     bundle = next((work / "bundles").iterdir())
-    d = db.start(work / "db", extra_config=["appendonly yes", "appendfsync always"] if a.aof else None)
+    d = db.start(work / "db", extra_config=db.DURABLE if a.aof else None)
     ssdb = d.nodes[0].address
     svc_proc = None
     try:
@@ -165,12 +189,18 @@ def main() -> None:
         print("CPU per request: " + ", ".join(f"{k[:-3]} {v:.0f} us" for k, v in cpu.items()))
         print(f"saturated ({a.connections} connections, {a.seconds} s): {sat['rps']:.0f} req/s, p50 {sat['p50_ms']:.2f} ms, "
               f"p99 {sat['p99_ms']:.2f} ms, max {sat['max_ms']:.1f} ms, errors {sat['errors']}")
+        rec = httpx.get(f"{url}/v1/endpoints/bench/recommend", params={"user": users[0]}).json()
+        fb = wrk_feedback(url, "bench", json.dumps({"request_id": rec["request_id"], "item": str(rec["items"][0]["item"]),
+                                                     "event": "click"}), 10, a.connections)
+        print(f"feedback ({'AOF, fsync before reply' if a.aof else 'no AOF'}): {fb['rps']:.0f} req/s, "
+              f"p50 {fb['p50_ms']:.2f} ms, p99 {fb['p99_ms']:.2f} ms, errors {fb['errors']}")
         out = {"model": a.model, "protocol": a.protocol, "seconds": a.seconds, "connections": a.connections,
                "client": "wrk 4.1.0 (Debian), closed loop, keep-alive", "workers": a.workers, "aof": a.aof,
                "rps": round(sat["rps"], 1), "p50_ms": round(sat["p50_ms"], 3), "p99_ms": round(sat["p99_ms"], 3),
                "errors": sat["errors"], "paced": {str(k): {x: round(v, 3) for x, v in r.items()} for k, r in rows.items()},
                "python_api": {x: round(v, 3) for x, v in floor.items()}, "cores": os.cpu_count(),
-               "cpu_per_request_us": {k: round(v) for k, v in cpu.items()}}
+               "cpu_per_request_us": {k: round(v) for k, v in cpu.items()},
+               "feedback": {x: round(v, 3) for x, v in fb.items()}}
         print("bench-http: " + json.dumps(out))
     finally:
         if svc_proc is not None:

@@ -206,6 +206,9 @@ def db_main(argv: list[str]) -> int:
     s.add_argument("--cluster", type=int, default=0, metavar="N", help="start a Redis Cluster of N primaries")
     s.add_argument("--threads", type=int, default=2, help="model worker threads")
     s.add_argument("--intra-op", type=int, default=1, help="ONNX Runtime threads per model run (large batches)")
+    s.add_argument("--durable", action="store_true",
+                   help="append-only file, fsync before every reply (appendfsync always): a write the server "
+                        "acknowledged survives kill -9; `serve http` feedback relies on it")
     for name in ("status", "stop"):
         q = sub.add_parser(name)
         q.add_argument("--data")
@@ -219,7 +222,8 @@ def db_main(argv: list[str]) -> int:
 
             raise RecArenaError("--bind needs --port (without a port the server listens on its Unix socket only).")
         d = db.start(a.data, port=a.port, bind=a.bind, password=a.password, insecure=a.insecure, server=a.server,
-                     cluster=a.cluster, threads=a.threads, intra_op=a.intra_op)
+                     cluster=a.cluster, threads=a.threads, intra_op=a.intra_op,
+                     extra_config=db.DURABLE if a.durable else None)
         kind = f"cluster of {len(d.nodes)} primaries" if d.cluster else "standalone"
         print(f"database {kind} on {Path(d.server).name} {d.server_version}, pids {' '.join(str(n.pid) for n in d.nodes)}, data in {d.data}")
         if d.nodes[0].tcp and not d.cluster:

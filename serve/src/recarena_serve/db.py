@@ -314,6 +314,11 @@ def _check_bind(bind: str | None, password: str | None, insecure: bool) -> None:
     )
 
 
+#: server settings under which an acknowledged write survives kill -9: the AOF is written and
+#: fsynced before replies go out (Redis' beforeSleep order with appendfsync always)
+DURABLE = ["appendonly yes", "appendfsync always"]
+
+
 def start(
     data: str | Path | None = None,
     *,
