@@ -275,6 +275,33 @@ def test_modelexecute_errors(wire):
         wire.execute_command("AI.SCRIPTSET", "s", "CPU", "SOURCE", "def f(x): return x")
 
 
+def test_modelexecute_reply_returns_outputs_and_writes_nothing(wire, client):
+    """AI._MODELEXECUTE_REPLY: the outputs MODELEXECUTE would store come back in the reply, and
+    neither the keyspace nor the replication stream (the AOF) sees a write; the same inline,
+    inside a script, with its errors named."""
+    client.set_model("m2", onnx_graphs.two_io(), "ONNX", "CPU")
+    client.put_tensor("a", np.array([[1, 2]], np.float32))
+    client.put_tensor("b", np.array([[10, 20]], np.float32))
+    keys, offset = wire.dbsize(), wire.info("replication")["master_repl_offset"]
+    (s_, d_) = wire.execute_command("AI._MODELEXECUTE_REPLY", "m2", "INPUTS", 2, "a", "b", "TIMEOUT", 5000)
+    for (dtype, shape, blob), want in [(s_, [[11, 22]]), (d_, [[-9, -18]])]:
+        assert dtype == b"FLOAT" and shape == [1, 2]
+        assert np.frombuffer(blob, np.float32).reshape(shape).tolist() == want
+    assert wire.dbsize() == keys and wire.info("replication")["master_repl_offset"] == offset
+    assert wire.info("commandstats")["cmdstat_ai._modelexecute_reply"]["calls"] == 1
+    inline = wire.eval("return redis.call('AI._MODELEXECUTE_REPLY', KEYS[1], 'INPUTS', 2, KEYS[2], KEYS[3])", 3, "m2", "b", "a")
+    assert np.frombuffer(inline[1][2], np.float32).tolist() == [9, 18]
+    for args, message in [
+        (["m2", "INPUTS", 1, "a"], "Number of keys given as INPUTS here does not match model definition"),
+        (["m2", "INPUTS", 3, "a", "b"], "number of input keys does not match"),
+        (["m2", "INPUTS", 2, "a", "b", "OUTPUTS", 1, "y"], "only TIMEOUT t may follow"),
+        (["m2", "INPUTS", 2, "a", "nokey"], "tensor key is empty"),
+        (["nomodel", "INPUTS", 0], "model key is empty"),
+    ]:
+        with pytest.raises(redis.ResponseError, match=message):
+            wire.execute_command("AI._MODELEXECUTE_REPLY", *args)
+
+
 def test_modelexecute_inside_multi_runs_inline(wire):
     wire.execute_command("AI.MODELSTORE", "m", "ONNX", "CPU", "BLOB", onnx_graphs.relu(3))
     wire.execute_command("AI.TENSORSET", "x", "FLOAT", 1, 3, "VALUES", -1, 2, -3)

@@ -148,6 +148,14 @@ def test_recommend_over_http_equals_the_python_api(http, bundle_paths, models, a
         seen_variants.add(body["variant"])
     svc.close()
     assert seen_variants == {"pop", "ease"}
+    # the fast path (user and k only) and FastAPI's route (any other parameter) answer alike
+    u = str(models["ease"].user_ids_.raw[3])
+    fast = http.get("/v1/endpoints/ab/recommend", params={"user": u, "k": 5}).json()
+    slow = http.get("/v1/endpoints/ab/recommend", params={"k": 5, "user": u, "exclude_seen": "true"}).json()
+    assert {k: v for k, v in fast.items() if k != "request_id"} == {k: v for k, v in slow.items() if k != "request_id"}
+    for q in ("user=%20&k=5", "user=a%01b", "user=" + "u" * 257, "user=1&k=1001", "user=1&k=0", "user=1&k=%2B", "k=3"):
+        r = http.get("/v1/endpoints/ab/recommend?" + q)
+        assert r.status_code == 422 and "Traceback" not in r.text, (q, r.text)
     r = http.get("/v1/endpoints/ab/recommend", params={"user": "1", "exclude_seen": "false"})
     assert r.status_code == 422 and "history" in r.json()["error"]
 
@@ -289,6 +297,19 @@ def _recommends(http, name):
             total += sum(s.value for s in fam.samples if s.name.endswith("_total") and s.labels["endpoint"] == name
                          and s.labels["route"] == "recommend" and s.labels["status"] == "200")
     return total
+
+
+def test_several_workers_share_one_metrics_view(bundle_paths, models, ai_db, wire):
+    serving.deploy([bundle_paths["ease"]], ai_db.nodes[0].address, name="w2", progress=False)
+    p, url = start_service(ai_db.nodes[0].address, "--workers", "2")
+    try:
+        with httpx.Client(base_url=url, timeout=10) as c:
+            for u in models["ease"].user_ids_.raw[:40]:
+                # a new connection each time, so that both workers take requests
+                assert httpx.get(url + "/v1/endpoints/w2/recommend", params={"user": str(u)}).status_code == 200
+            assert _recommends(c, "w2") == 40
+    finally:
+        stop_service(p)
 
 
 def test_docs_and_openapi_are_served_offline(http):
@@ -498,4 +519,4 @@ def test_simulate_ease_beats_pop_on_recbole_ml1m(ai_db, tmp_path, monkeypatch):
     (t,) = ex["tests"]
     assert t["winner"] == "ease" and t["p_value"] < 0.01, t
     assert rows["ease"]["hit_rate"] > rows["pop"]["hit_rate"] and not math.isnan(rows["ease"]["ctr"])
-    print(res.stderr.strip().splitlines()[-1] if res.stderr.strip() else "", json.dumps(t))
+    print(res.stdout.strip().splitlines()[-2])  # the summary line

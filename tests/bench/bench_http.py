@@ -108,7 +108,8 @@ def family(pid: int) -> list[int]:
     return out
 
 
-def python_floor(ssdb: str, name: str, users: list[str], n: int = 5000) -> dict:
+def python_floor(ssdb: str, name: str, users: list[str], n: int = 5000, rate: float | None = None) -> dict:
+    """`serving.Service.recommend` in a loop, one client: as fast as it goes, or paced."""
     from recarena_serve import serving
 
     svc = serving.Service(ssdb, name)
@@ -117,7 +118,11 @@ def python_floor(ssdb: str, name: str, users: list[str], n: int = 5000) -> dict:
         svc.recommend(str(u), 10)
     lat = []
     t0 = time.perf_counter()
-    for u in rng.choice(users, n):
+    for j, u in enumerate(rng.choice(users, n)):
+        if rate is not None:
+            wait = t0 + j / rate - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
         t = time.perf_counter()
         svc.recommend(str(u), 10)
         lat.append(time.perf_counter() - t)
@@ -158,6 +163,10 @@ def main() -> None:
         users_file.write_text("\n".join(users) + "\n")
         floor = python_floor(ssdb, "bench", users)
         print(f"python API (no HTTP, one client): {floor['rps']:.0f} req/s, p50 {floor['p50_ms']:.2f} ms, p99 {floor['p99_ms']:.2f} ms")
+        for rate in (100, 500):
+            floor[f"paced_{rate}"] = python_floor(ssdb, "bench", users, n=rate * 10, rate=rate)
+            print(f"python API paced {rate} req/s: p50 {floor[f'paced_{rate}']['p50_ms']:.2f} ms, "
+                  f"p99 {floor[f'paced_{rate}']['p99_ms']:.2f} ms")
         port = db.free_port()
         svc_proc = subprocess.Popen([CLI, "serve", "http", "--ssdb", ssdb, "--port", str(port), "--workers", str(a.workers)],
                                     start_new_session=True, env=env)
@@ -198,7 +207,8 @@ def main() -> None:
                "client": "wrk 4.1.0 (Debian), closed loop, keep-alive", "workers": a.workers, "aof": a.aof,
                "rps": round(sat["rps"], 1), "p50_ms": round(sat["p50_ms"], 3), "p99_ms": round(sat["p99_ms"], 3),
                "errors": sat["errors"], "paced": {str(k): {x: round(v, 3) for x, v in r.items()} for k, r in rows.items()},
-               "python_api": {x: round(v, 3) for x, v in floor.items()}, "cores": os.cpu_count(),
+               "python_api": {x: (round(v, 3) if not isinstance(v, dict) else {y: round(w, 3) for y, w in v.items()})
+                              for x, v in floor.items()}, "cores": os.cpu_count(),
                "cpu_per_request_us": {k: round(v) for k, v in cpu.items()},
                "feedback": {x: round(v, 3) for x, v in fb.items()}}
         print("bench-http: " + json.dumps(out))

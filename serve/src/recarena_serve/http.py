@@ -33,11 +33,13 @@ import ipaddress
 import json
 import logging
 import os
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+from urllib.parse import parse_qsl
 
 import numpy as np
 import orjson
@@ -700,7 +702,24 @@ def create_app(settings: Settings | None = None):
     async def _close():
         await svc.db.r.aclose()
 
-    return BodyLimit(app)
+    async def fast_recommend(scope, name: str) -> Response | None:
+        """The hot route without FastAPI's per-request machinery, for requests it can tell are
+        valid by the route's own rules; anything else (an unknown parameter, a repeated one, a
+        value out of range) returns None and goes through FastAPI, which answers it with the
+        documented validation. Same Service call, same metrics."""
+        try:  # decoded exactly as Starlette decodes it for the FastAPI route
+            params = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True, strict_parsing=True)
+        except ValueError:
+            return None
+        got = dict(params)
+        if len(got) != len(params) or not set(got) <= {"user", "k"}:
+            return None
+        user, k = got.get("user"), got.get("k", "10")
+        if user is None or not 1 <= len(user) <= MAX_ID or not (k.isascii() and k.isdigit()) or not 1 <= int(k) <= MAX_K:
+            return None
+        return await answer("recommend", name, lambda: svc.recommend(name, user, int(k)))
+
+    return BodyLimit(app, fast_recommend)
 
 
 def _json_response_class():
@@ -713,12 +732,17 @@ def _json_response_class():
     return OrjsonResponse
 
 
-class BodyLimit:
-    """Refuses a declared body over MAX_BODY before it is read (pure ASGI: Starlette's
-    BaseHTTPMiddleware would cost a task per request on the hot path)."""
+RECOMMEND_PATH = re.compile(r"^/v1/endpoints/([A-Za-z0-9_.-]{1,64})/recommend$")
 
-    def __init__(self, app):
+
+class BodyLimit:
+    """Refuses a declared body over MAX_BODY before it is read, and sends plain recommend GETs
+    down the fast path (pure ASGI: Starlette's BaseHTTPMiddleware would cost a task per
+    request on the hot path)."""
+
+    def __init__(self, app, fast=None):
         self.app = app
+        self.fast = fast
 
     def __getattr__(self, name):  # app.state, app.openapi() etc. for tests and tools
         return getattr(self.app, name)
@@ -733,6 +757,13 @@ class BodyLimit:
                                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
                     await send({"type": "http.response.body", "body": body})
                     return
+            if self.fast is not None and scope["method"] == "GET":
+                m = RECOMMEND_PATH.match(scope["path"])
+                if m:
+                    response = await self.fast(scope, m.group(1))
+                    if response is not None:
+                        await response(scope, receive, send)
+                        return
         await self.app(scope, receive, send)
 
 
