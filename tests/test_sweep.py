@@ -15,7 +15,7 @@ import pytest
 
 from recarena.errors import RecArenaError
 from recarena.store import ResultsStore
-from recarena.sweep import expand, load_sweep
+from recarena.sweep import expand, load_sweep, rdb_url
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -252,18 +252,54 @@ def test_tpe_search_records_trials_and_resumes(env, tmp_path):
     assert s["counts"] == {"skipped": 4}
 
 
-def test_emit_slurm_writes_an_array_script(env, tmp_path):
+def test_emit_slurm_writes_an_array_script(env, tmp_path, postgres_url):
     path = sweep_file(tmp_path, SMOKE_PLUS_BAD)
-    out = subprocess.run([sys.executable, "-m", "recarena.cli", "sweep", str(path), "--emit", "slurm", "--out",
-                          str(tmp_path / "t.sbatch")], env=env, capture_output=True, text=True)
+    cmd = [sys.executable, "-m", "recarena.cli", "sweep", str(path), "--emit", "slurm", "--out", str(tmp_path / "t.sbatch")]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert out.returncode == 2 and "SQLite's locking is not safe" in " ".join(out.stderr.split()) and not (tmp_path / "t.sbatch").exists()
+    out = subprocess.run(cmd, env={**env, "RECARENA_STORE": postgres_url}, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     script = (tmp_path / "t.sbatch").read_text()
+    assert f"export RECARENA_STORE={postgres_url}\n" in script
     assert "#SBATCH --array=0-6" in script and script.count("recarena.cli train") == 7
     assert "--sweep t" in script and "--seed 1" in script
     # per-entry limits: hang stops at its own 15 s; the array asks for the largest time and memory
     hang = next(line for line in script.splitlines() if " hang " in line)
     assert "exec timeout --kill-after=30 8 " in hang and script.count("exec timeout --kill-after=30 120 ") == 6
     assert "#SBATCH --time=7\n" in script and "#SBATCH --mem=3000M" in script
+
+
+@pytest.mark.slow
+def test_two_sweep_processes_share_one_tpe_study_on_postgresql(env, tmp_path, postgres_url):
+    """Two `recarena sweep` processes (as on two hosts) on one PostgreSQL store run one TPE
+    search of 4 trials between them: 4 trials in all, all different, and a third run resumes
+    with nothing left to do."""
+    pytest.importorskip("optuna")
+    path = sweep_file(tmp_path, """
+        name: shared
+        seeds: [0]
+        sets: [trainer.logger=none, epochs=2]
+        runs:
+          - model: bpr
+            protocols: [synthetic-rank]
+            dataset: synthetic-4000
+            search: {method: tpe, trials: 4, space: {lr: {low: 0.001, high: 0.1, log: true}, dim: [4, 8, 16]}}
+    """)
+    env = {**env, "RECARENA_STORE": postgres_url}
+    procs = [subprocess.Popen([sys.executable, "-m", "recarena.cli", "sweep", str(path), "--json"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
+    counts = [json.loads(o[0])["counts"] for o in outs]
+    assert sum(c.get("ok", 0) for c in counts) == 4, counts
+    runs = [r for r in ResultsStore(postgres_url).runs(sweep="shared") if r["run_id"].endswith("-tpe0")]
+    assert len(runs) == 4 and len({(r["config"]["params"]["lr"], r["config"]["params"]["dim"]) for r in runs}) == 4
+    import optuna
+
+    study = optuna.load_study(study_name="recarena:shared:0:synthetic-rank", storage=rdb_url(postgres_url))
+    assert len([t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]) == 4
+    again = json.loads(run_sweep(env, path).stdout)
+    assert again["counts"] == {"skipped": 4}
 
 
 def test_bad_sweep_files_say_where(tmp_path):

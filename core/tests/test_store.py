@@ -9,23 +9,11 @@ import sqlite3
 import subprocess
 import sys
 import time
-import uuid
 
 import pytest
 
-from recarena import pgserver
 from recarena.errors import RecArenaError
 from recarena.store import SCHEMA_VERSION, ResultsStore
-
-
-@pytest.fixture(scope="module")
-def pg():
-    if not pgserver.available():
-        pytest.skip("PostgreSQL is not installed (just setup installs Debian's postgresql)")
-    pytest.importorskip("psycopg")
-    server = pgserver.PostgresServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -33,13 +21,7 @@ def location(request, tmp_path):
     """A fresh, empty store location on each backend (a new database per test on PostgreSQL)."""
     if request.param == "sqlite":
         return str(tmp_path / "results.db")
-    server = request.getfixturevalue("pg")
-    import psycopg
-
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server.url, autocommit=True) as con:
-        con.execute(f"CREATE DATABASE {name}")
-    return server.url.rsplit("/", 1)[0] + "/" + name
+    return request.getfixturevalue("postgres_url")
 
 
 WRITER = r"""
@@ -140,8 +122,8 @@ def test_a_store_from_before_versions_is_migrated_and_a_newer_one_refused(tmp_pa
         ResultsStore(old)
 
 
-def test_the_store_comes_from_recarena_store(pg, monkeypatch, tmp_path):
-    monkeypatch.setenv("RECARENA_STORE", pg.url)
+def test_the_store_comes_from_recarena_store(postgres_url, monkeypatch, tmp_path):
+    monkeypatch.setenv("RECARENA_STORE", postgres_url)
     s = ResultsStore()
     assert s.backend == "postgresql" and s.path is None and "127.0.0.1" in repr(s)
     monkeypatch.setenv("RECARENA_STORE", "postgresql://nobody:pw@127.0.0.1:1/none")

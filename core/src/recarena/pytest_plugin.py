@@ -31,3 +31,30 @@ def _recarena_kit_isolation(request):
     if request.node.get_closest_marker("recarena_kit") is not None:
         request.getfixturevalue("recarena_home")
     yield
+
+
+@pytest.fixture(scope="session")
+def recarena_postgres():
+    """A PostgreSQL server for the session (``recarena.pgserver``: initdb in a temporary
+    folder, 127.0.0.1 at a free port, stopped by PID); skips when PostgreSQL is not installed."""
+    from recarena import pgserver
+
+    if not pgserver.available():
+        pytest.skip("PostgreSQL is not installed (just setup installs Debian's postgresql)")
+    pytest.importorskip("psycopg")
+    server = pgserver.PostgresServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(recarena_postgres):
+    """The URL of a new, empty database on the session's PostgreSQL server."""
+    import uuid
+
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(recarena_postgres.url, autocommit=True) as con:
+        con.execute(f"CREATE DATABASE {name}")
+    return recarena_postgres.url.rsplit("/", 1)[0] + "/" + name

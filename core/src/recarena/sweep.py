@@ -338,6 +338,7 @@ class Sweep:
                     recorded[h] = r["status"]
                     recorded_id[h] = r["run_id"]
         self._study = {}
+        self._shared: dict = {}  # (entry, protocol) -> trials wanted, for studies in PostgreSQL
         for run in self.runs:
             if run.tpe is not None:
                 continue  # hashed when its parameters are asked
@@ -359,14 +360,46 @@ class Sweep:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         from recarena.protocols import load_protocol
 
+        self._store = store
         for key in sorted({(r.entry, r.protocol) for r in tpe_runs}):
             entry = self.doc["runs"][key[0]]
             proto = load_protocol(key[1])
             direction = "minimize" if metric_mode(proto["select"]) == "min" else "maximize"
-            study = optuna.create_study(direction=direction, sampler=optuna.samplers.TPESampler(seed=entry["search"].get("seed", 0)),
-                                        pruner=_pruner(entry["search"].get("pruner")))
             space = entry["search"].get("space") or {}
             dists = {k: _distribution(v) for k, v in space.items()}
+            sampler = optuna.samplers.TPESampler(seed=entry["search"].get("seed", 0))
+            if getattr(store, "url", None):
+                # one study in the store's PostgreSQL, shared by every sweep process (hosts,
+                # SLURM tasks): trials another process finished or is running count here.
+                # Each process samples from its own seed: with one seed, processes starting
+                # together would draw the same random start-up trials (which trials run where
+                # depends on timing, so a shared search is not reproducible anyway)
+                sampler = optuna.samplers.TPESampler(seed=None)
+                import warnings
+
+                # Optuna creates its tables (and enum types) on first use, which two processes
+                # starting at once would both try: one at a time, under the store's lock
+                con = store._connect()
+                try:
+                    with con.transaction(), warnings.catch_warnings():
+                        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                        con.execute("SELECT pg_advisory_xact_lock(hashtext('recarena:optuna-schema'))")
+                        storage = optuna.storages.RDBStorage(rdb_url(store.url), heartbeat_interval=HEARTBEAT_S,
+                                                             grace_period=3 * HEARTBEAT_S)
+                        study = optuna.create_study(storage=storage, study_name=f"recarena:{self.name}:{key[0]}:{key[1]}",
+                                                    direction=direction, sampler=sampler, load_if_exists=True,
+                                                    pruner=_pruner(entry["search"].get("pruner")))
+                finally:
+                    con.close()
+                optuna.storages.fail_stale_trials(study)  # trials of a process that died
+                done = len(study.get_trials(deepcopy=False, states=_finished()))
+                slots = [r for r in tpe_runs if (r.entry, r.protocol) == key]
+                for r in slots[:done]:
+                    r.status = "skipped"
+                self._study[key] = (study, dists, proto["select"])
+                self._shared[key] = len(slots)
+                continue
+            study = optuna.create_study(direction=direction, sampler=sampler, pruner=_pruner(entry["search"].get("pruner")))
             done = 0
             for r in store.runs(protocol=key[1], model=entry["model"], sweep=self.name):
                 if not r["run_id"].endswith(f"-tpe{key[0]}"):
@@ -381,13 +414,42 @@ class Sweep:
                 r.status = "skipped"
             self._study[key] = (study, dists, proto["select"])
 
-    def _ask(self, run: Run) -> None:
-        study, dists, _ = self._study[(run.entry, run.protocol)]
-        trial = study.ask(dists)
+    def _ask(self, run: Run) -> bool:
+        """Asks the study for the run's parameters; False when a shared study already has all its
+        trials (finished or running in other processes): the run is then not needed."""
+        key = (run.entry, run.protocol)
+        study, dists, _ = self._study[key]
+        if key in self._shared:
+            import optuna
+
+            # count and ask under one lock, so processes asking at once never overshoot
+            con = self._store._connect()
+            try:
+                with con.transaction():
+                    con.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (study.study_name,))
+                    optuna.storages.fail_stale_trials(study)
+                    taken = len(study.get_trials(deepcopy=False, states=_finished() + (optuna.trial.TrialState.RUNNING,)))
+                    if taken >= self._shared[key]:
+                        return False
+                    trial = study.ask(dists)
+            finally:
+                con.close()
+        else:
+            trial = study.ask(dists)
         run.tpe = trial
         run.params = dict(trial.params)
         run.sets = run.sets + [f"{k}={_fmt(v)}" for k, v in run.params.items()]
         run.run_hash = run_hash(run)
+        run.beat = time.time()  # type: ignore[attr-defined]
+        return True
+
+    def _heartbeat(self, run: Run) -> None:
+        """Tells a shared study this process still runs the trial (a dead process's trials
+        are failed after the grace period, and their slots asked again)."""
+        if (run.entry, run.protocol) in self._shared and time.time() - getattr(run, "beat", 0) > HEARTBEAT_S / 2:
+            study = self._study[(run.entry, run.protocol)][0]
+            study._storage.record_heartbeat(run.tpe._trial_id)
+            run.beat = time.time()  # type: ignore[attr-defined]
 
     def _tell(self, run: Run, value: float | None, pruned: bool = False) -> None:
         import optuna
@@ -441,8 +503,9 @@ class Sweep:
         last_view = 0.0
 
         def launch(run: Run) -> None:
-            if isinstance(run.tpe, int):
-                self._ask(run)
+            if isinstance(run.tpe, int) and not self._ask(run):
+                run.status = "skipped"  # the shared study has all its trials
+                return
             # a TPE trial's id names its search entry, so a resumed study counts its own trials only
             run.run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6] + (f"-tpe{run.entry}" if run.tpe is not None else "")
             env = {**os.environ, "RECARENA_RUN_ID": run.run_id, "WANDB_MODE": self.wandb, "PYTHONUNBUFFERED": "1"}
@@ -515,6 +578,7 @@ class Sweep:
                             if rss > lim["memory_mb"]:
                                 reason = f"memory limit: {rss:.0f} MiB resident > {lim['memory_mb']} MiB (killed)"
                         if reason is None and run.tpe is not None:
+                            self._heartbeat(run)
                             reason = self._prune_check(run, logs / f"{run.run_id}.log")
                         if reason is None:
                             continue
@@ -652,8 +716,30 @@ def _hms(s: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
-def emit_slurm(sweep: Sweep, runs: list[Run], out: Path) -> Path:
-    """An sbatch array script: one task per run still to do, results into the same store."""
+#: seconds between heartbeats of a running trial in a shared study
+HEARTBEAT_S = 30
+
+
+def rdb_url(url: str) -> str:
+    """The store's postgresql:// URL as SQLAlchemy names the psycopg 3 driver."""
+    return "postgresql+psycopg://" + url.split("://", 1)[1]
+
+
+def _finished():
+    import optuna
+
+    return (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+
+
+def emit_slurm(sweep: Sweep, runs: list[Run], out: Path, store=None) -> Path:
+    """An sbatch array script: one task per run still to do, results into the same store,
+    which must be a PostgreSQL one (``RECARENA_STORE``): array tasks on several nodes would all
+    write one SQLite file over a network filesystem, where SQLite's locking is not safe."""
+    if store is not None and not getattr(store, "url", None):
+        raise RecArenaError(
+            f"--emit slurm: the results store is the SQLite file {store.path}; the array's tasks would all write it, "
+            "from several nodes, over a shared filesystem, where SQLite's locking is not safe. Put the store on "
+            "PostgreSQL: RECARENA_STORE=postgresql://user@host/db (or recarena --store URL sweep ...).")
     todo = [r for r in runs if r.status == "pending" and r.tpe is None]
     import shlex
 
@@ -668,19 +754,23 @@ def emit_slurm(sweep: Sweep, runs: list[Run], out: Path) -> Path:
     mems = [int(r.limits["memory_mb"]) for r in todo if r.limits.get("memory_mb")]
     mem = f"#SBATCH --mem={max(mems)}M\n" if mems else ""
     script = f"""#!/bin/bash
-# recarena sweep {sweep.name}: {len(todo)} runs (TPE searches need the live sweep and are left out)
+# recarena sweep {sweep.name}: {len(todo)} runs (TPE searches are left out: run `recarena sweep` on several
+# hosts against the same PostgreSQL store instead, and they share one Optuna study)
 #SBATCH --job-name=recarena-{sweep.name}
 #SBATCH --array=0-{max(0, len(todo) - 1)}
 #SBATCH --time={minutes}
 {mem}#SBATCH --output=recarena-{sweep.name}-%a.log
 export RECARENA_HOME="${{RECARENA_HOME:-{os.environ.get('RECARENA_HOME', '$HOME/.recarena')}}}"
 export WANDB_MODE="${{WANDB_MODE:-{sweep.wandb}}}"
+{f'export RECARENA_STORE={shlex.quote(store.url)}' if store is not None else ''}
 case "$SLURM_ARRAY_TASK_ID" in
 {cases}
 esac
 """
     out.write_text(script)
-    out.chmod(0o755)
+    # the store URL may hold a password: the script is its owner's only
+    out.chmod(0o700 if store is not None and "@" in (store.url or "") and ":" in store.url.split("://", 1)[1].split("@")[0]
+              else 0o755)
     return out
 
 
@@ -730,7 +820,7 @@ def main(argv: list[str]) -> int:
               f"(per run: the median of earlier runs of that model and protocol, else estimate_s={doc.get('estimate_s', 60)})")
         return 0
     if a.emit:
-        path = emit_slurm(sw, runs, Path(a.out or f"{sw.name}.sbatch"))
+        path = emit_slurm(sw, runs, Path(a.out or f"{sw.name}.sbatch"), store)
         print(f"wrote {path}: sbatch {path}")
         return 0
     summary = sw.execute(store)
