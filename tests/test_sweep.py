@@ -252,6 +252,7 @@ def test_tpe_search_records_trials_and_resumes(env, tmp_path):
     assert s["counts"] == {"skipped": 4}
 
 
+@pytest.mark.postgres
 def test_emit_slurm_writes_an_array_script(env, tmp_path, postgres_url):
     path = sweep_file(tmp_path, SMOKE_PLUS_BAD)
     cmd = [sys.executable, "-m", "recarena.cli", "sweep", str(path), "--emit", "slurm", "--out", str(tmp_path / "t.sbatch")]
@@ -270,6 +271,7 @@ def test_emit_slurm_writes_an_array_script(env, tmp_path, postgres_url):
 
 
 @pytest.mark.slow
+@pytest.mark.postgres
 def test_two_sweep_processes_share_one_tpe_study_on_postgresql(env, tmp_path, postgres_url):
     """Two `recarena sweep` processes (as on two hosts) on one PostgreSQL store run one TPE
     search of 4 trials between them: 4 trials in all, all different, and a third run resumes

@@ -16,7 +16,7 @@ from recarena.errors import RecArenaError
 from recarena.store import SCHEMA_VERSION, ResultsStore
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def location(request, tmp_path):
     """A fresh, empty store location on each backend (a new database per test on PostgreSQL)."""
     if request.param == "sqlite":
@@ -122,6 +122,7 @@ def test_a_store_from_before_versions_is_migrated_and_a_newer_one_refused(tmp_pa
         ResultsStore(old)
 
 
+@pytest.mark.postgres
 def test_the_store_comes_from_recarena_store(postgres_url, monkeypatch, tmp_path):
     monkeypatch.setenv("RECARENA_STORE", postgres_url)
     s = ResultsStore()

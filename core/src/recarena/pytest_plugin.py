@@ -14,6 +14,7 @@ import pytest
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "recarena_kit: a RecArena conformance-kit check (isolated RECARENA_HOME)")
+    config.addinivalue_line("markers", "postgres: needs a PostgreSQL server (the recarena_postgres fixture starts one)")
 
 
 @pytest.fixture
