@@ -118,6 +118,11 @@ def make_monitor(prepared, task: str) -> Monitor | None:
     return Monitor(select, metric_mode(select), ev.evaluate)
 
 
+def ddp_helper() -> bool:
+    """This process is a rank > 0 that Lightning's DDP launcher started (it trains, nothing else)."""
+    return os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0"
+
+
 def train(
     model: str,
     protocol: str,
@@ -193,15 +198,28 @@ def train(
         # what the figures were measured on, so the leaderboard never needs the data itself
         "data_checksums": checksums(cfg["dataset"], data_dir),
     }
+    ddp = "ddp" in str(trainer_cfg.get("strategy") or "")
+    if ddp and proto.get("refit"):
+        raise RecArenaError(f"trainer.strategy={trainer_cfg['strategy']}: protocol {proto['name']!r} refits on train + "
+                            "valid after selection, a second multi-process training that is not supported; use one "
+                            "process for refit protocols.")
+    if ddp:
+        # Lightning starts the other ranks by running this same command again: they inherit the
+        # run id (one run folder) and, being ranks > 0 (LOCAL_RANK set), only train
+        os.environ["RECARENA_RUN_ID"] = run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     # who owns the folder until the run is recorded: `recarena gc` leaves it alone while this lives
     me = psutil.Process()
-    (run_dir / "owner.json").write_text(json.dumps({"pid": me.pid, "created": me.create_time(),
-                                                    "host": platform.node()}))
+    if not ddp_helper():
+        (run_dir / "owner.json").write_text(json.dumps({"pid": me.pid, "created": me.create_time(),
+                                                        "host": platform.node()}))
     try:
         with PeakMemory() as mem:
             tf = time.perf_counter()
             estimator.fit(s.train, s.valid, seed=cfg["seed"], monitor=monitor, trainer=trainer_cfg)
+            if ddp_helper():
+                # a DDP rank > 0: its share of the training is done; rank 0 evaluates and records
+                raise SystemExit(0)
             valid_metrics = prepared.evaluator("valid").evaluate(estimator) if monitor else {}
             history = getattr(estimator, "history_", None)
             if proto.get("refit") and s.valid is not None and len(s.valid):

@@ -113,7 +113,9 @@ def _quiet_lightning() -> None:
                  "lightning.pytorch.accelerators.cuda"):
         logging.getLogger(name).setLevel(logging.WARNING)
     for msg in (r".*IterableDataset. has .__len__. defined.*", r".*LeafSpec.*", r".*does not have many workers.*",
-                r".*smaller than the logging interval.*", r".*defined a .validation_step. but have no .val_dataloader.*"):
+                r".*smaller than the logging interval.*", r".*defined a .validation_step. but have no .val_dataloader.*",
+                # validation figures are rank 0's, broadcast: every rank logs the same value
+                r".*It is recommended to use .self.log\('val/.*sync_dist=True.*"):
         warnings.filterwarnings("ignore", message=msg)
 
 
@@ -221,12 +223,18 @@ class _Module(L.LightningModule):
         monitor = self.shared.monitor
         if monitor is None:
             return
-        # the owner's network_ is this very network (set by _fit): evaluate scores through it
-        self.network.eval()
-        metrics = monitor.evaluate(self.shared.owner)
-        self.network.train()
+        # the owner's network_ is this very network (set by _fit): evaluate scores through it.
+        # Under DDP rank 0 evaluates (every rank holds the same weights) and the others take its
+        # figures, so early stopping and checkpointing decide alike on every rank
+        metrics = None
+        if self.trainer.is_global_zero:
+            self.network.eval()
+            metrics = monitor.evaluate(self.shared.owner)
+            self.network.train()
+        if self.trainer.world_size > 1:
+            metrics = self.trainer.strategy.broadcast(metrics, src=0)
         monitor.history.append({"epoch": self.current_epoch, **metrics})
-        if os.environ.get("RECARENA_EPOCH_REPORT"):
+        if os.environ.get("RECARENA_EPOCH_REPORT") and self.trainer.is_global_zero:
             # a sweep watching this run (TPE pruning) reads these lines from the run's log
             print("RECARENA_EPOCH " + json.dumps({"epoch": self.current_epoch, **{k: float(v) for k, v in metrics.items()}}),
                   file=sys.stderr, flush=True)
