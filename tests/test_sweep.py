@@ -304,6 +304,26 @@ def test_two_sweep_processes_share_one_tpe_study_on_postgresql(env, tmp_path, po
     assert again["counts"] == {"skipped": 4}
 
 
+def test_a_sweep_split_over_nights_runs_each_nights_seeds(env, tmp_path):
+    path = sweep_file(tmp_path, """
+        name: n
+        seeds: [0, 1, 2]
+        nights: [{seeds: [0]}, {seeds: [1, 2]}]
+        runs:
+          - {model: pop, protocols: [synthetic-rank], dataset: synthetic-4000}
+    """)
+    for night, seeds in ((1, ["seed 0"]), (2, ["seed 1", "seed 2"])):
+        out = subprocess.run([sys.executable, "-m", "recarena.cli", "sweep", str(path), "--dry-run", "--night", str(night)],
+                             env=env, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        assert sorted(line.split("synthetic-rank ")[1] for line in out.stdout.splitlines() if "pop/" in line) == seeds
+    out = subprocess.run([sys.executable, "-m", "recarena.cli", "sweep", str(path), "--dry-run", "--night", "3"],
+                         env=env, capture_output=True, text=True)
+    assert out.returncode == 2 and "declares 2 night(s); give 1..2" in out.stderr
+    with pytest.raises(RecArenaError, match=r"nights\[0\]: expected"):
+        load_sweep(sweep_file(tmp_path, "runs:\n  - {model: pop, protocols: [x]}\nnights: [{seed: [0]}]\n"))
+
+
 def test_bad_sweep_files_say_where(tmp_path):
     with pytest.raises(RecArenaError, match=r"runs\[0\]: unknown key\(s\) 'protocls' \(did you mean 'protocols'\?\)"):
         load_sweep(sweep_file(tmp_path, "runs:\n  - {model: pop, protocls: [x]}\n"))

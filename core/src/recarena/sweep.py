@@ -51,7 +51,7 @@ from typing import Any
 from recarena.errors import RecArenaError, UnknownNameError
 from recarena.eval.evaluator import metric_mode
 
-TOP_KEYS = {"name", "description", "seeds", "limits", "estimate_s", "sets", "runs", "search_seed"}
+TOP_KEYS = {"name", "description", "seeds", "limits", "estimate_s", "sets", "runs", "search_seed", "nights"}
 RUN_KEYS = {"model", "protocols", "protocol", "dataset", "sets", "search", "limits", "seeds"}
 SEARCH_KEYS = {"method", "trials", "space", "seed", "pruner"}
 LIMIT_KEYS = {"timeout_s", "memory_mb"}
@@ -113,6 +113,9 @@ def load_sweep(path: str | Path) -> dict:
                 raise RecArenaError(f"{where}.search.method: expected grid, random or tpe, got {r['search']['method']!r}.")
         for lim in (r.get("limits") or {}, doc.get("limits") or {}):
             _check_keys(f"{where}.limits", lim, LIMIT_KEYS)
+    for i, night in enumerate(doc.get("nights") or []):
+        if not isinstance(night, dict) or set(night) - {"seeds", "description"} or not night.get("seeds"):
+            raise RecArenaError(f"{path}: nights[{i}]: expected {{seeds: [...], description: ...}}, got {night!r}.")
     return doc
 
 
@@ -791,11 +794,21 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--out", help="with --emit: where to write the script")
     ap.add_argument("--dry-run", action="store_true", help="list the runs with their expected durations, and the projection")
     ap.add_argument("--seeds", help="only these seeds (comma-separated): a reduced run of the same sweep")
+    ap.add_argument("--night", type=int, help="only the seeds of the sweep file's nights[N-1] (a sweep too long for "
+                                               "one night, split as its file says)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
     if a.jobs < 1:
         raise RecArenaError(f"--jobs {a.jobs}: expected at least 1.")
     doc = load_sweep(find_sweep(a.sweep))
+    if a.night is not None:
+        nights = doc.get("nights") or []
+        if not 1 <= a.night <= len(nights):
+            raise RecArenaError(f"--night {a.night}: sweep {doc['name']!r} declares {len(nights)} night(s)"
+                                + (f"; give 1..{len(nights)}." if nights else " (no 'nights' section)."))
+        if a.seeds:
+            raise RecArenaError("--night and --seeds both choose seeds: give one of them.")
+        a.seeds = ",".join(str(x) for x in nights[a.night - 1]["seeds"])
     if a.seeds:
         keep = [int(x) for x in a.seeds.split(",")]
         doc["seeds"] = [sd for sd in doc.get("seeds", [0]) if sd in keep] or keep
