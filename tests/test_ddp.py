@@ -28,8 +28,8 @@ def train(home: Path, model: str, protocol: str, metric: str, *sets: str) -> tup
 
 @pytest.mark.slow
 @pytest.mark.parametrize("model,protocol,metric,sets", [
-    ("biased-mf", "synthetic-rating", "rmse", ["epochs=6", "dim=8"]),
-    ("bpr", "synthetic-rank", "ndcg@10", ["epochs=6", "dim=8"]),
+    ("biased-mf", "synthetic-rating", "rmse", ["epochs=3", "dim=8"]),
+    ("bpr", "synthetic-rank", "ndcg@10", ["epochs=6", "dim=8"]),  # converged: at 3 epochs the two still differ
 ])
 def test_ddp_on_cpu_records_one_run_and_matches_one_process(tmp_path, model, protocol, metric, sets):
     one, _ = train(tmp_path / "one", model, protocol, metric, *sets)

@@ -80,8 +80,9 @@ CONCURRENT = r"""
 import sys
 from recarena.store import ResultsStore
 loc, w, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+s = ResultsStore(loc)  # opened by all 8 at once: they race to create the schema
 for k in range(n):
-    ResultsStore(loc).record({"run_id": f"w{w}-{k}", "model": "m", "dataset": "d", "protocol": "p", "seed": k,
+    s.record({"run_id": f"w{w}-{k}", "model": "m", "dataset": "d", "protocol": "p", "seed": k,
                               "status": "ok", "config": {"w": w, "k": k}, "config_hash": f"c{w}", "run_hash": f"h{w}-{k}",
                               "valid_metrics": {"ndcg@10": (w * 1000 + k) / 1e6}})
 """
@@ -89,8 +90,8 @@ for k in range(n):
 
 @pytest.mark.slow
 def test_eight_processes_record_fifty_runs_each_at_once(location):
-    """8 processes x 50 runs into one new store at once (each opens the store per run, so the
-    first ones race to create the schema): 400 rows, none lost, none doubled, each whole."""
+    """8 processes x 50 runs into one new store at once (all opening it at once race to create
+    the schema): 400 rows, none lost, none doubled, each whole."""
     procs = [subprocess.Popen([sys.executable, "-c", CONCURRENT, location, str(w), "50"], stderr=subprocess.PIPE, text=True)
              for w in range(8)]
     errors = [p.communicate()[1] for p in procs]
