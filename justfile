@@ -101,6 +101,10 @@ bench-sequential *ARGS: setup
 bench-http *ARGS: setup
     {{py}} tests/bench/bench_http.py --data-dir "{{data_dir}}" {{ARGS}}
 
+# Deploy cost per user (time, keys, database bytes beyond the seen items) at 1e4, 1e5, 1e6 users
+bench-serve-users *ARGS: setup
+    {{py}} tests/bench/bench_serve_users.py {{ARGS}}
+
 # Full-ranking evaluation speed (recbole-ml1m) and a 10k x 100k catalogue's memory
 bench-eval: setup
     {{py}} tests/bench/bench_eval.py --data-dir "{{data_dir}}"
