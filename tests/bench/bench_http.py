@@ -28,6 +28,15 @@ import numpy as np
 
 CLI = str(Path(sys.executable).with_name("recarena"))
 
+# wrk's summary as one JSON line (shared by both scripts)
+DONE = r"""done = function(summary, latency, requests)
+  io.write(string.format("JSON {\"requests\": %d, \"errors\": %d, \"status_errors\": %d, \"timeouts\": %d, " ..
+    "\"duration_us\": %d, \"p50_us\": %d, \"p90_us\": %d, \"p99_us\": %d, \"max_us\": %d}\n",
+    summary.requests, summary.errors.connect + summary.errors.read + summary.errors.write, summary.errors.status,
+    summary.errors.timeout, summary.duration, latency:percentile(50), latency:percentile(90), latency:percentile(99),
+    latency.max))
+end"""
+
 LUA = r"""
 local users = {}
 for line in io.lines("%(users)s") do users[#users + 1] = line end
@@ -36,50 +45,36 @@ request = function()
   return wrk.format("GET", "/v1/endpoints/%(name)s/recommend?k=10&user=" .. users[math.random(#users)])
 end
 %(delay)s
-done = function(summary, latency, requests)
-  io.write(string.format("JSON {\"requests\": %%d, \"errors\": %%d, \"status_errors\": %%d, \"timeouts\": %%d, " ..
-    "\"duration_us\": %%d, \"p50_us\": %%d, \"p90_us\": %%d, \"p99_us\": %%d, \"max_us\": %%d}\n",
-    summary.requests, summary.errors.connect + summary.errors.read + summary.errors.write, summary.errors.status,
-    summary.errors.timeout, summary.duration, latency:percentile(50), latency:percentile(90), latency:percentile(99),
-    latency.max))
-end
-"""
-
-
-def wrk(url: str, name: str, users_file: Path, seconds: int, connections: int, rate: float | None, seed: int = 0) -> dict:
-    delay = "" if rate is None else f"delay = function() return {1000.0 * connections / rate:.3f} end"
-    script = Path(tempfile.mkdtemp()) / "bench.lua"
-    script.write_text(LUA % {"users": users_file, "seed": seed, "name": name, "delay": delay})
-    out = subprocess.run(["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds}s", "--timeout", "2s", "-s", str(script), url],
-                         capture_output=True, text=True, check=True)
-    m = re.search(r"^JSON (.*)$", out.stdout, re.M)
-    r = json.loads(m.group(1))
-    return {"rps": r["requests"] / (r["duration_us"] / 1e6), "p50_ms": r["p50_us"] / 1000, "p99_ms": r["p99_us"] / 1000,
-            "max_ms": r["max_us"] / 1000, "errors": r["errors"] + r["status_errors"] + r["timeouts"], "requests": r["requests"]}
-
+%(done)s"""
 
 FEEDBACK_LUA = r"""
 wrk.method = "POST"
 wrk.body = '%(body)s'
 wrk.headers["Content-Type"] = "application/json"
-done = function(summary, latency, requests)
-  io.write(string.format("JSON {\"requests\": %%d, \"errors\": %%d, \"status_errors\": %%d, \"timeouts\": %%d, " ..
-    "\"duration_us\": %%d, \"p50_us\": %%d, \"p90_us\": %%d, \"p99_us\": %%d, \"max_us\": %%d}\n",
-    summary.requests, summary.errors.connect + summary.errors.read + summary.errors.write, summary.errors.status,
-    summary.errors.timeout, summary.duration, latency:percentile(50), latency:percentile(90), latency:percentile(99),
-    latency.max))
-end
-"""
+%(done)s"""
+
+
+def run_wrk(script_text: str, url: str, seconds: int, connections: int) -> dict:
+    """Runs wrk with a Lua script ending in DONE; returns rps, p50/p99/max ms, errors, requests."""
+    script = Path(tempfile.mkdtemp()) / "bench.lua"
+    script.write_text(script_text)
+    out = subprocess.run(["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds}s", "--timeout", "2s", "-s", str(script), url],
+                         capture_output=True, text=True, check=True)
+    r = json.loads(re.search(r"^JSON (.*)$", out.stdout, re.M).group(1))
+    return {"rps": r["requests"] / (r["duration_us"] / 1e6), "p50_ms": r["p50_us"] / 1000, "p99_ms": r["p99_us"] / 1000,
+            "max_ms": r["max_us"] / 1000, "errors": r["errors"] + r["status_errors"] + r["timeouts"], "requests": r["requests"]}
+
+
+def wrk(url: str, name: str, users_file: Path, seconds: int, connections: int, rate: float | None, seed: int = 0) -> dict:
+    """Recommend GETs for random users: closed loop, or paced to ``rate`` by wrk's delay()."""
+    delay = "" if rate is None else f"delay = function() return {1000.0 * connections / rate:.3f} end"
+    return run_wrk(LUA % {"users": users_file, "seed": seed, "name": name, "delay": delay, "done": DONE}, url, seconds, connections)
 
 
 def wrk_feedback(url: str, name: str, body: str, seconds: int, connections: int) -> dict:
-    script = Path(tempfile.mkdtemp()) / "feedback.lua"
-    script.write_text(FEEDBACK_LUA % {"body": body})
-    out = subprocess.run(["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds}s", "--timeout", "2s", "-s", str(script),
-                          f"{url}/v1/endpoints/{name}/feedback"], capture_output=True, text=True, check=True)
-    r = json.loads(re.search(r"^JSON (.*)$", out.stdout, re.M).group(1))
-    return {"rps": r["requests"] / (r["duration_us"] / 1e6), "p50_ms": r["p50_us"] / 1000, "p99_ms": r["p99_us"] / 1000,
-            "errors": r["errors"] + r["status_errors"] + r["timeouts"]}
+    """The same click POSTed over and over (counted once, logged every time)."""
+    r = run_wrk(FEEDBACK_LUA % {"body": body, "done": DONE}, f"{url}/v1/endpoints/{name}/feedback", seconds, connections)
+    return {k: r[k] for k in ("rps", "p50_ms", "p99_ms", "errors")}
 
 
 def cpu_seconds(pids: list[int]) -> float:

@@ -230,12 +230,6 @@ class Backend:
             names.append(key.decode().split(":")[1])
         return sorted(set(names))
 
-    async def run(self, model_key: str, inputs: list[str]) -> list[np.ndarray]:
-        reply = await self.call(self.r.execute_command("AI._MODELEXECUTE_REPLY", model_key, "INPUTS", len(inputs), *inputs))
-        if not isinstance(reply, list):  # TIMEDOUT
-            raise Unavailable(f"model run {reply!r}")
-        return [_tensor(t) for t in reply]
-
     async def run_with(self, model_key: str, tensors: list[np.ndarray]) -> list[np.ndarray]:
         """Runs a model on request-specific inputs: written to scratch keys and deleted in the
         same transaction, so nothing is left in the keyspace."""

@@ -960,39 +960,31 @@ static int parse_exec(RedisModuleString **argv, int argc, int with_counts, ExecA
     }
     if (i >= argc || !arg_is(argv[i], "INPUTS")) return a->err = "ERR INPUTS not specified", -1;
     i++;
-    if (with_counts == 2) { /* AI._MODELEXECUTE_REPLY: INPUTS n k... [TIMEOUT t] */
+    if (with_counts) { /* with_counts 2: AI._MODELEXECUTE_REPLY, INPUTS n k... [TIMEOUT t], no OUTPUTS */
+        int reply = with_counts == 2;
         long long n;
         if (i >= argc || RM_StringToLongLong(argv[i], &n) != REDISMODULE_OK || n < 0)
             return a->err = "ERR Invalid argument for input_count", -1;
-        if (n > argc - i - 1) return a->err = "ERR number of input keys does not match the number of given arguments", -1;
+        if (n > argc - i - 1)
+            return a->err = reply ? "ERR number of input keys does not match the number of given arguments"
+                                  : "ERR number of input keys to AI.MODELEXECUTE command does not match the number of given arguments", -1;
         a->in_at = ++i;
         a->nin = (int)n;
         i += (int)n;
-        if (i < argc) {
-            if (!arg_is(argv[i], "TIMEOUT") || i + 2 != argc) return a->err = "ERR Invalid argument after the inputs (only TIMEOUT t may follow)", -1;
-            if (RM_StringToLongLong(argv[i + 1], &a->timeout) != REDISMODULE_OK || a->timeout <= 0)
-                return a->err = "ERR Invalid value for TIMEOUT", -1;
+        if (!reply) {
+            if (i >= argc || !arg_is(argv[i], "OUTPUTS")) return a->err = "ERR OUTPUTS not specified", -1;
+            i++;
+            if (i >= argc || RM_StringToLongLong(argv[i], &n) != REDISMODULE_OK || n < 0)
+                return a->err = "ERR Invalid argument for output_count", -1;
+            if (n > argc - i - 1) return a->err = "ERR number of output keys to AI.MODELEXECUTE command does not match the number of given arguments", -1;
+            a->out_at = ++i;
+            a->nout = (int)n;
+            i += (int)n;
         }
-        return a->nin;
-    }
-    if (with_counts) {
-        long long n;
-        if (i >= argc || RM_StringToLongLong(argv[i], &n) != REDISMODULE_OK || n < 0)
-            return a->err = "ERR Invalid argument for input_count", -1;
-        if (n > argc - i - 1) return a->err = "ERR number of input keys to AI.MODELEXECUTE command does not match the number of given arguments", -1;
-        a->in_at = ++i;
-        a->nin = (int)n;
-        i += (int)n;
-        if (i >= argc || !arg_is(argv[i], "OUTPUTS")) return a->err = "ERR OUTPUTS not specified", -1;
-        i++;
-        if (i >= argc || RM_StringToLongLong(argv[i], &n) != REDISMODULE_OK || n < 0)
-            return a->err = "ERR Invalid argument for output_count", -1;
-        if (n > argc - i - 1) return a->err = "ERR number of output keys to AI.MODELEXECUTE command does not match the number of given arguments", -1;
-        a->out_at = ++i;
-        a->nout = (int)n;
-        i += (int)n;
         if (i < argc) {
-            if (!arg_is(argv[i], "TIMEOUT") || i + 2 != argc) return a->err = "ERR Invalid argument after OUTPUTS (only TIMEOUT t may follow)", -1;
+            if (!arg_is(argv[i], "TIMEOUT") || i + 2 != argc)
+                return a->err = reply ? "ERR Invalid argument after the inputs (only TIMEOUT t may follow)"
+                                      : "ERR Invalid argument after OUTPUTS (only TIMEOUT t may follow)", -1;
             if (RM_StringToLongLong(argv[i + 1], &a->timeout) != REDISMODULE_OK || a->timeout <= 0)
                 return a->err = "ERR Invalid value for TIMEOUT", -1;
         }
