@@ -101,9 +101,19 @@ bench-sequential *ARGS: setup
 bench-http *ARGS: setup
     {{py}} tests/bench/bench_http.py --data-dir "{{data_dir}}" {{ARGS}}
 
-# Deploy cost per user (time, keys, database bytes beyond the seen items) at 1e4, 1e5, 1e6 users
+# Deploy cost per user (time, keys, database bytes beyond the seen items, recommend p50) at 1e4, 1e5, 1e6 users
 bench-serve-users *ARGS: setup
     {{py}} tests/bench/bench_serve_users.py {{ARGS}}
+
+# Recommend throughput with 4 client processes: standalone vs a Redis Cluster of 1 and 3 shards
+bench-cluster *ARGS: setup
+    {{py}} tests/bench/bench_cluster.py {{ARGS}}
+
+# Scaling curves on synthetic data: epoch time vs interactions (1e5-1e7), evaluation time and peak
+# memory, export and database recommend vs items (1e3-1e6), bytes per user at 1e6 users; a PNG
+# and a table in .recarena/bench, and a last line `bench-scale: <json>` (about 30 min, quiet machine)
+bench-scale *ARGS: setup
+    {{py}} tests/bench/bench_scale.py {{ARGS}}
 
 # Full-ranking evaluation speed (recbole-ml1m) and a 10k x 100k catalogue's memory
 bench-eval: setup

@@ -56,6 +56,8 @@ def test_early_stopping_restores_best_epoch(split, tmp_path):
     best = int(np.argmin(hist))
     assert m.best_epoch_ == best
     assert ev.evaluate(m)["rmse"] == pytest.approx(hist[best], abs=1e-5), "the best epoch's weights were not restored"
+    # one training-pass time per epoch run, validation not included in it
+    assert len(m.epoch_seconds_) == m.epochs_trained_ == len(hist) and all(t > 0 for t in m.epoch_seconds_)
 
 
 def test_same_seed_same_model_different_seed_different_model(split):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -616,3 +617,31 @@ def test_spinning_is_off_by_default_and_a_module_argument(tmp_path, native_cache
             assert [float(v) for v in r.execute_command("AI.TENSORGET", "y", "VALUES")] == [0.0, 2.0, 0.0]
         finally:
             d.stop()
+
+
+def test_row_views_read_a_slice_of_a_packed_tensor_in_place(wire):
+    """`key[a:b]` names elements a..b-1 of the last dimension of `key` (RecArena's extension, for
+    per-user rows packed in one tensor), in TENSORGET and as a model input; a real key of that
+    name wins, and a view out of range or of a tensor with rows is refused by name."""
+    wire.execute_command("AI.TENSORSET", "pack", "FLOAT", 1, 9, "VALUES", *[-3, -2, -1, 0, 1, 2, 3, 4, 5])
+    assert wire.execute_command("AI.TENSORGET", "pack[2:5]", "META") == [b"dtype", b"FLOAT", b"shape", [1, 3]]
+    assert [float(v) for v in wire.execute_command("AI.TENSORGET", "pack[2:5]", "VALUES")] == [-1.0, 0.0, 1.0]
+    wire.execute_command("AI.MODELSTORE", "relu3", "ONNX", "CPU", "BLOB", onnx_graphs.relu(3))
+    for a, want in [(0, [0, 0, 0]), (3, [0, 1, 2]), (6, [3, 4, 5])]:
+        wire.execute_command("AI.MODELEXECUTE", "relu3", "INPUTS", 1, f"pack[{a}:{a + 3}]", "OUTPUTS", 1, "out")
+        assert [float(v) for v in wire.execute_command("AI.TENSORGET", "out", "VALUES")] == want
+        reply = wire.execute_command("AI._MODELEXECUTE_REPLY", "relu3", "INPUTS", 1, f"pack[{a}:{a + 3}]")
+        assert np.frombuffer(reply[0][2], np.float32).tolist() == want
+    wire.execute_command("AI.TENSORSET", "pack[0:1]", "FLOAT", 1, 1, "VALUES", 42)  # a real key is itself
+    assert [float(v) for v in wire.execute_command("AI.TENSORGET", "pack[0:1]", "VALUES")] == [42.0]
+    wire.execute_command("AI.TENSORSET", "rows", "FLOAT", 2, 3, "VALUES", 1, 2, 3, 4, 5, 6)
+    for key, phrase in [("pack[5:2]", "out of range: expected 0 <= a < b <= 9"), ("pack[0:10]", "out of range"),
+                        ("pack[3:3]", "out of range"), ("rows[0:1]", "dimensions before the last are all 1"),
+                        ("missing[0:1]", "tensor key is empty"), ("pack[x:2]", "tensor key is empty")]:
+        with pytest.raises(redis.ResponseError, match=re.escape(phrase)):
+            wire.execute_command("AI.TENSORGET", key, "VALUES")
+    with pytest.raises(redis.ResponseError, match="out of range"):
+        wire.execute_command("AI.MODELEXECUTE", "relu3", "INPUTS", 1, "pack[7:10]", "OUTPUTS", 1, "out")
+    # a key written again: its views read the new value
+    wire.execute_command("AI.TENSORSET", "pack", "FLOAT", 1, 3, "VALUES", 7, 8, 9)
+    assert [float(v) for v in wire.execute_command("AI.TENSORGET", "pack[1:3]", "VALUES")] == [8.0, 9.0]

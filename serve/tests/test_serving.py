@@ -261,6 +261,56 @@ def test_twenty_deploys_leave_the_key_count_flat_and_rollback_restores_the_previ
     assert not wire.keys("recarena:tmp:*")
 
 
+def test_a_version_is_a_few_keys_whatever_its_users_and_its_rows_are_the_users_seen_items(fitted, bundles, ssdb, wire):
+    """The packed layout: a version holds its graphs, meta, and one `seen`, `seen:indptr` and
+    `ids` tensor (five keys for any number of users); row u of `seen` is user u's training
+    items (one -1 for a user with none) and `ids[u:u+1]` is u."""
+    serving.deploy([bundles["bpr"]], ssdb, name="packed", progress=False)
+    prefix = serving._get_json(serving._client(ssdb), serving.routing_key("packed"))["entries"][0]["prefix"]
+    keys = {k.decode()[len(prefix) + 1:] for k in wire.scan_iter(match=f"{prefix}:*", count=1000)}
+    assert keys == {"recommend", "predict", "meta", "seen", "seen:indptr", "ids"} - ({"predict"} - keys)
+    m = fitted["bpr"]
+    indptr = np.frombuffer(wire.execute_command("AI.TENSORGET", f"{prefix}:seen:indptr", "BLOB"), np.int64)
+    assert len(indptr) == m.n_users_ + 1
+    for u in range(m.n_users_):
+        row = np.frombuffer(wire.execute_command("AI.TENSORGET", f"{prefix}:seen[{indptr[u]}:{indptr[u + 1]}]", "BLOB"), np.int64)
+        own = m.seen_indices_[m.seen_indptr_[u]:m.seen_indptr_[u + 1]]
+        assert row.tolist() == (own.tolist() or [-1])
+        assert np.frombuffer(wire.execute_command("AI.TENSORGET", f"{prefix}:ids[{u}:{u + 1}]", "BLOB"), np.int64).tolist() == [u]
+
+
+@pytest.mark.slow
+def test_a_cluster_of_three_serves_the_same_answers_from_every_shard(fitted, bundles, tmp_path):
+    """On `db start --cluster 3` a deploy writes each version's per-user tensors once per shard
+    (smartredis stores the models on every shard), users spread over the shards, and every
+    answer equals the plugin's; a later deploy removes the superseded copies from every shard."""
+    import redis
+
+    from recarena_serve import db
+
+    d = db.start(tmp_path / "cluster", cluster=3)
+    try:
+        shards = [redis.Redis(unix_socket_path=n.address[len("unix://"):]) for n in d.nodes]
+        for name in ("bpr", "ease", "sasrec", "pop"):
+            model = fitted[name]
+            serving.deploy([bundles[name]], d.address, name="c", progress=False)
+            svc = serving.Service(d.address, "c")
+            for u in raw_users(model):
+                got = svc.recommend(u, 10)
+                want_items, want_scores = model.recommend_raw([u], 10)
+                keep = [i is not None for i in want_items[0]]
+                assert [it["item"] for it in got["items"]] == [i.item() if hasattr(i, "item") else i for i in want_items[0][keep]]
+                np.testing.assert_allclose([it["score"] for it in got["items"]], want_scores[0][keep], rtol=1e-5, atol=1e-5)
+            svc.close()
+            copies = [sum(1 for k in r.scan_iter(match="{r*}recarena:c:*", count=1000)) for r in shards]
+            # this version's copies and the previous one's (kept for rollback), on every shard
+            assert all(n == copies[0] and n in (2, 4) for n in copies), copies
+        runs = [dict(zip(*[iter(r.execute_command("AI.INFO"))] * 2))[b"runs"] for r in shards]
+        assert all(n > 0 for n in runs), runs  # every shard ran models
+    finally:
+        d.stop()
+
+
 def test_rollback_without_a_previous_routing_is_a_clear_error(bundles, ssdb):
     serving.deploy([bundles["pop"]], ssdb, name="once", progress=False)
     with pytest.raises(RecArenaError, match="no previous routing table"):

@@ -17,6 +17,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -214,7 +215,21 @@ class _Module(L.LightningModule):
             return batch if device.type == "cpu" else super().transfer_batch_to_device(batch, device, dataloader_idx)
         return Batch({k: v.to(device, non_blocking=True) for k, v in batch.items()})
 
+    def on_train_epoch_start(self):
+        self._epoch_t0 = time.perf_counter()
+
+    def _epoch_done(self):
+        # the training pass only: validation (which runs before on_train_epoch_end) is not in it
+        if getattr(self, "_epoch_t0", None) is not None:
+            self.shared.owner.epoch_seconds_.append(time.perf_counter() - self._epoch_t0)
+            self._epoch_t0 = None
+
+    def on_validation_start(self):
+        if not self.trainer.sanity_checking:
+            self._epoch_done()
+
     def on_train_epoch_end(self):
+        self._epoch_done()
         if self._loss_n:
             self.log("train/loss", self._loss_sum / self._loss_n, prog_bar=True, sync_dist=True)
         self._loss_sum, self._loss_n = None, 0
@@ -423,6 +438,7 @@ class TorchRecommender(Recommender):
                             lengths=self.batch_lengths(tensors))
         loader = torch.utils.data.DataLoader(data, batch_size=None, num_workers=0)
         module = _Module(self, network, monitor)
+        self.epoch_seconds_: list[float] = []  # wall seconds of each epoch's training pass
 
         callbacks: list[L.Callback] = []
         run_dir = Path(settings["run_dir"] or tempfile.mkdtemp(prefix="recarena-run-"))

@@ -342,8 +342,6 @@ def start(
     primaries on consecutive ports from ``port`` (a free range when not given), slots split
     evenly. Refuses to start a second server on a data folder whose server is alive."""
     data = Path(data or default_data_dir()).absolute()
-    if cluster == 1:
-        cluster = 0
     if cluster < 0:
         raise DBError(f"--cluster {cluster}: expected the number of primaries (>= 3 for a useful cluster).")
     _check_bind(bind, password, insecure)

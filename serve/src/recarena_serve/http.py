@@ -215,7 +215,11 @@ class Backend:
     async def version(self, entry: dict) -> serving._Version:
         v = self._versions.get(entry["prefix"])
         if v is None:
-            v = self._versions[entry["prefix"]] = serving._Version(entry["prefix"], await self.json_key(f"{entry['prefix']}:meta"))
+            v = serving._Version(entry["prefix"], await self.json_key(f"{entry['prefix']}:meta"))
+            if v.needs_indptr:
+                v.indptr = np.frombuffer(await self.call(self.r.execute_command(
+                    "AI.TENSORGET", f"{entry['prefix']}:seen:indptr", "BLOB")), np.int64)
+            self._versions[entry["prefix"]] = v
             # a version's id maps are large and live as long as the worker: out of the
             # collector's way, or every full collection walks them (p99 spikes)
             gc.collect()
@@ -353,15 +357,16 @@ class Service:
                                        f"ask for at most {v.meta['k']} or export again with -k {k}.")
             if "table" in v.meta["kinds"]:
                 pipe = self.db.r.pipeline(transaction=False)
-                pipe.execute_command("AI.TENSORGET", f"{v.prefix}:top:{uid}", "BLOB")
-                pipe.execute_command("AI.TENSORGET", f"{v.prefix}:topscore:{uid}", "BLOB")
+                top, topscore = v.table_keys(uid)
+                pipe.execute_command("AI.TENSORGET", top, "BLOB")
+                pipe.execute_command("AI.TENSORGET", topscore, "BLOB")
                 a, b = await self.db.call(pipe.execute())
                 items, scores = np.frombuffer(a, np.int64), np.frombuffer(b, np.float32)
             else:
                 rid = f"{entry['version']}.{uuid.uuid4().hex[:16]}"
                 base, users, events, *_ = self._keys(name, entry["version"])
                 reply = await self.db.call(self.db._recommend(
-                    keys=[f"{v.prefix}:recommend", f"{v.prefix}:user:{uid}", f"{v.prefix}:seen:{uid}", base, users, events],
+                    keys=[f"{v.prefix}:recommend", *v.recommend_keys(uid), base, users, events],
                     args=[rid, user, entry.get("label", entry["model"]), entry["version"], k, self.settings.stream_cap]))
                 items, scores = _tensor(reply[0])[0][:k], _tensor(reply[1])[0][:k]
                 keep = items >= 0
@@ -780,6 +785,12 @@ def run(settings: Settings, host: str = "127.0.0.1", port: int = 8000, workers: 
     import uvicorn
 
     check_bind(host, settings.token, insecure)
+    from recarena_serve.serving import is_cluster
+
+    if is_cluster(settings.address):
+        raise RecArenaError(f"serve http needs a standalone database, not the cluster at {settings.address}: a request is "
+                            "one Lua script over the model's, the counters' and the event stream's keys, which a cluster "
+                            "splits across shards. Use serving.Service (smartredis) against a cluster.")
     os.environ["RECARENA_HTTP_SETTINGS"] = settings.to_env()
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="recarena-prom-")

@@ -11,17 +11,22 @@ Key layout (all under ``recarena:<name>:``, where ``name`` is the serving endpoi
   written before a version's keys are, so nothing loaded is ever unknown. After each switch
   every version that neither the routing table nor the previous one names is deleted.
 - ``<version>:`` one deployment (the version is unique per deploy): ``recommend`` /
-  ``predict`` (ONNX models), ``seen:<uid>`` (int64 [1, S], the user's training items, padded
-  with -1, fed to the recommend graph as ``exclude``; a sequential model's are its training
-  sequence in time order, whose last ``max_len`` items the graph reads as the user), ``user:<uid>`` (int64 [1], the graph's
-  ``user`` input, stored so that a request writes nothing), ``top:<uid>`` / ``topscore:<uid>``
-  (precomputed top-N rows for models without ONNX), and ``meta`` (JSON as a UINT8 tensor:
-  id maps, titles, the popularity fallback, probe answers).
+  ``predict`` (ONNX models), and every user's rows packed into a few tensors, whatever the
+  number of users: ``seen`` (int64 [1, total], each user's training items in turn, an empty
+  row stored as one -1; a sequential model's are its training sequence in time order, whose
+  last ``max_len`` items the graph reads as the user) with ``seen:indptr`` (int64 [U + 1],
+  where each user's row starts), ``ids`` (int64 [U], 0..U-1: the graph's ``user`` input) and,
+  for models without ONNX, ``top`` / ``topscore`` ([1, U * N], precomputed top-N rows). A
+  request names its rows as views, ``<key>[a:b]`` (elements a..b-1 of the last dimension; the
+  module reads them in place, without a copy), so a request writes nothing and a million users
+  cost five keys, not two million. ``meta`` (JSON as a UINT8 tensor): id maps, titles, the
+  popularity fallback, probe answers. (Versions deployed before the packed layout keep their
+  per-user ``seen:<uid>`` / ``user:<uid>`` / ``top:<uid>`` keys, and are still served.)
 
 A request: raw user id -> internal id (the client caches each version's id maps), then
-``get_tensor`` routing, ``run_model`` (inputs: the user's ``user`` and ``seen`` keys, both in
-the database), ``get_tensor`` items and scores, and back to raw ids: four round trips, and only
-K ids and scores leave the database.
+``get_tensor`` routing, ``run_model`` (inputs: views of the user's rows of ``ids`` and ``seen``;
+the client caches ``seen:indptr`` with the id maps), ``get_tensor`` items and scores, and back to
+raw ids: four round trips, and only K ids and scores leave the database.
 """
 
 from __future__ import annotations
@@ -48,6 +53,12 @@ class DeployError(RecArenaError):
     """A deploy that could not be completed; the previous version is still serving."""
 
 
+def is_cluster(address: str) -> bool:
+    """A Redis Cluster address: several comma-separated shards (what `recarena db start --cluster N`
+    prints), or any address while ``SR_DB_TYPE=Clustered`` (SmartSim's and smartredis' variable)."""
+    return "," in address or os.environ.get("SR_DB_TYPE", "").lower() == "clustered"
+
+
 def _client(ssdb: str | None = None):
     from smartredis import Client
 
@@ -56,10 +67,37 @@ def _client(ssdb: str | None = None):
         raise RecArenaError("No database address: give --ssdb or export SSDB (printed by `recarena db start`).")
     os.environ.setdefault("SR_SOCKET_TIMEOUT", "60000")
     os.environ.setdefault("SR_LOG_LEVEL", "QUIET")
+    cluster = is_cluster(address)
     try:
-        return Client(address=address, cluster=False)
+        c = Client(address=address.split(",")[0], cluster=cluster)
     except Exception as e:  # smartredis raises its own classes; say what failed, not how
         raise RecArenaError(f"Cannot reach the inference database at {address}: {str(e).splitlines()[-1]}") from None
+    c.recarena_address, c.recarena_cluster = address, cluster
+    return c
+
+
+def shard_tags(c) -> list[str]:
+    """One hash tag per shard, ``{r<i>}``, each hashing into a slot that shard serves: a version's
+    per-user tensors are written once per shard under them (``{r0}recarena:...:seen``), so each
+    shard can answer any user without fetching from another, and requests spread over shards
+    like the models do (smartredis stores a model on every shard). ``[""]`` when standalone."""
+    if not getattr(c, "recarena_cluster", False):
+        return [""]
+    import redis
+    from redis.crc import key_slot
+
+    host, port = c.recarena_address.split(",")[0].rsplit(":", 1)
+    slots = redis.Redis(host=host, port=int(port)).execute_command("CLUSTER", "SLOTS")
+    by_node: dict = {}
+    for lo, hi, primary, *_ in slots:
+        by_node.setdefault(tuple(primary[:2]), []).append((int(lo), int(hi)))
+    tags = []
+    for ranges in sorted(by_node.values()):
+        i = 0
+        while not any(lo <= key_slot(f"r{i}".encode()) <= hi for lo, hi in ranges):
+            i += 1
+        tags.append(f"{{r{i}}}")
+    return tags
 
 
 def _put_json(c, key: str, obj) -> None:
@@ -116,7 +154,7 @@ def collect_garbage(c, name: str) -> list[str]:
     versions = _registry(c, name)
     gone = [v for v in versions if v["prefix"] not in keep]
     for v in gone:
-        _delete_version(c, v["prefix"], v["n_users"])
+        _delete_version(c, v["prefix"], 0 if v.get("layout") == "packed" else v["n_users"], v.get("replicas", [""]))
     _put_json(c, versions_key(name), [v for v in versions if v["prefix"] in keep])
     return [v["prefix"] for v in gone]
 
@@ -282,17 +320,22 @@ class Bundle:
         return next((g for g in self.manifest.get("graphs", []) if g["kind"] == kind), None)
 
 
-def _seen_rows(b: Bundle):
-    ip, ix = np.load(b.path / "seen_indptr.npy"), np.load(b.path / "seen_indices.npy")
-    for u in range(len(ip) - 1):
-        row = ix[ip[u] : ip[u + 1]].astype(np.int64)
-        yield u, (row if len(row) else np.array([-1], np.int64)).reshape(1, -1)
+def _packed_seen(b: Bundle) -> tuple[np.ndarray, np.ndarray]:
+    """Every user's seen row in one tensor: (indptr int64 [U + 1], values int64 [1, total]),
+    an empty row stored as one -1 (the graphs take at least one excluded item)."""
+    ip, ix = np.load(b.path / "seen_indptr.npy").astype(np.int64), np.load(b.path / "seen_indices.npy").astype(np.int64)
+    lengths = np.maximum(np.diff(ip), 1)
+    indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    values = np.full(int(indptr[-1]), -1, np.int64)
+    # each user's items at their new offsets: position within the row + the row's new start
+    pos = np.arange(len(ix), dtype=np.int64) - np.repeat(ip[:-1], np.diff(ip)) + np.repeat(indptr[:-1], np.diff(ip))
+    values[pos] = ix
+    return indptr, values.reshape(1, -1)
 
 
-def _load_version(c, b: Bundle, prefix: str, progress: bool) -> dict:
-    """Writes one bundle under ``prefix``; returns its meta record."""
-    from tqdm import tqdm
-
+def _load_version(c, b: Bundle, prefix: str, progress: bool, replicas: list[str]) -> dict:
+    """Writes one bundle under ``prefix`` (its per-user tensors once under each of ``replicas``,
+    the shard hash tags); returns its meta record."""
     kinds = []
     for kind in ("recommend", "predict"):
         g = b.graph(kind)
@@ -301,21 +344,21 @@ def _load_version(c, b: Bundle, prefix: str, progress: bool) -> dict:
             kinds.append(kind)
     n_users = b.manifest["n_users"]
     table = b.manifest.get("topn_table")
-    bar = tqdm(total=n_users, desc=f"deploy {b.model}", unit="user", disable=not progress, leave=False)
+    row_len = None
     if table:
-        items = np.load(b.path / table["file"])
-        scores = np.load(b.path / table["scores"]).astype(np.float32)
-        for u in range(n_users):
-            c.put_tensor(f"{prefix}:top:{u}", np.ascontiguousarray(items[u : u + 1]).astype(np.int64))
-            c.put_tensor(f"{prefix}:topscore:{u}", np.ascontiguousarray(scores[u : u + 1]))
-            bar.update()
+        items = np.load(b.path / table["file"]).astype(np.int64)
+        row_len = int(items.shape[1])
+        scores = np.ascontiguousarray(np.load(b.path / table["scores"]).astype(np.float32).reshape(1, -1))
+        for tag in replicas:
+            c.put_tensor(f"{tag}{prefix}:top", np.ascontiguousarray(items.reshape(1, -1)))
+            c.put_tensor(f"{tag}{prefix}:topscore", scores)
         kinds.append("table")
     elif "recommend" in kinds:
-        for u, row in _seen_rows(b):
-            c.put_tensor(f"{prefix}:seen:{u}", row)
-            c.put_tensor(f"{prefix}:user:{u}", np.array([u], np.int64))
-            bar.update()
-    bar.close()
+        indptr, values = _packed_seen(b)
+        c.put_tensor(f"{prefix}:seen:indptr", indptr)
+        for tag in replicas:
+            c.put_tensor(f"{tag}{prefix}:seen", values)
+            c.put_tensor(f"{tag}{prefix}:ids", np.arange(n_users, dtype=np.int64))
     counts = np.bincount(np.load(b.path / "seen_indices.npy"), minlength=b.manifest["n_items"])
     meta = {
         "model": b.model, "run_id": b.manifest.get("run_id"), "dataset": b.manifest.get("dataset"),
@@ -323,7 +366,7 @@ def _load_version(c, b: Bundle, prefix: str, progress: bool) -> dict:
         "k": (b.graph("recommend") or {}).get("k") or (table or {}).get("k"), "users": b.ids["users"], "items": b.ids["items"],
         "titles": b.ids.get("titles"), "popular": np.argsort(-counts, kind="stable")[:POPULAR_N].tolist(),
         "popular_counts": np.sort(counts)[::-1][:POPULAR_N].tolist(), "deployed_at": time.time(),
-        "user_keys": "recommend" in kinds and not table,
+        "layout": "packed", "table_row": row_len, "replicas": replicas,
         # the recommend graph reads a user only from `exclude`: a session's items can stand in
         "session": bool((b.graph("recommend") or {}).get("session")) and not table,
     }
@@ -334,12 +377,17 @@ def _load_version(c, b: Bundle, prefix: str, progress: bool) -> dict:
 def _probe(c, b: Bundle, prefix: str, meta: dict, tolerance: float = 1e-4) -> str | None:
     """Runs the bundle's probe users in the database; returns what differs, or None."""
     svc = _Version(prefix, meta)
+    if meta.get("layout") == "packed" and "recommend" in meta["kinds"] and "table" not in meta["kinds"]:
+        svc.indptr = _packed_seen(b)[0]
     users = b.probe["users"]
     if "recommend" in b.probe:
         want_i, want_s = np.asarray(b.probe["recommend"]["items"]), np.asarray(b.probe["recommend"]["scores"], np.float32)
-        for row, u in enumerate(users):
+        # the first probe user on every shard's copy; the others on their own shard
+        checks = [(0, users[0], tag) for tag in meta.get("replicas") or [None]]
+        checks += [(row, u, None) for row, u in enumerate(users) if row > 0]
+        for row, u, tag in checks:
             tmp = f"{PREFIX}:probe:{uuid.uuid4().hex[:8]}"
-            items, scores = svc.run_recommend(c, u, tmp)
+            items, scores = svc.run_recommend(c, u, tmp, tag)
             drop_scratch(c, tmp)
             n = min(len(items), want_i.shape[1])
             finite = np.isfinite(want_s[row, :n])
@@ -379,12 +427,13 @@ def deploy(bundles: list, ssdb: str | None = None, name: str = "default", split:
     # registered before any key is written: a deploy killed mid-load leaves nothing unknown,
     # and the next deploy's garbage collection removes it
     prefixes = [f"{PREFIX}:{name}:{stamp}-{label}" for label in labels]
+    replicas = shard_tags(c)
     _put_json(c, versions_key(name), _registry(c, name) + [
-        {"prefix": p, "n_users": b.manifest["n_users"]} for p, b in zip(prefixes, bs)])
+        {"prefix": p, "n_users": b.manifest["n_users"], "layout": "packed", "replicas": replicas} for p, b in zip(prefixes, bs)])
     try:
         for b, label, prefix in zip(bs, labels, prefixes):
             written.append((b, prefix))
-            meta = _load_version(c, b, prefix, progress)
+            meta = _load_version(c, b, prefix, progress, replicas)
             problem = _probe(c, b, prefix, meta)
             if problem:
                 raise DeployError(f"Deploy of {b.path} refused: the probe in the database does not match the bundle ({problem}). "
@@ -403,24 +452,29 @@ def deploy(bundles: list, ssdb: str | None = None, name: str = "default", split:
         _put_json(c, key, routing)  # the switch: one write
     except BaseException:
         # the routing table was not switched (that is the last step): drop what was written
-        for b, prefix in written:
-            _delete_version(c, prefix, b.manifest["n_users"])
+        for _, prefix in written:
+            _delete_version(c, prefix, 0, replicas)
         raise
     collect_garbage(c, name)  # after the switch: a failure here costs keys, never service
     return routing
 
 
-def _delete_version(c, prefix: str, n_users: int) -> None:
+def _delete_version(c, prefix: str, n_users: int, replicas: list[str] = ("",)) -> None:
+    """``n_users``: how many per-user keys to look for (versions from before the packed layout);
+    0 for a packed version. ``replicas``: the shard tags its per-user tensors were written under."""
     try:
         for kind in ("recommend", "predict"):
             if c.model_exists(f"{prefix}:{kind}"):
                 c.delete_model(f"{prefix}:{kind}")
+        keys = [f"{prefix}:seen:indptr", f"{prefix}:meta"]
+        keys += [f"{tag}{prefix}:{key}" for tag in replicas for key in ("seen", "ids", "top", "topscore")]
+        for key in keys:
+            if c.key_exists(key):
+                c.delete_tensor(key)
         for u in range(n_users):
             for part in ("seen", "user", "top", "topscore"):
                 if c.key_exists(f"{prefix}:{part}:{u}"):
                     c.delete_tensor(f"{prefix}:{part}:{u}")
-        if c.key_exists(f"{prefix}:meta"):
-            c.delete_tensor(f"{prefix}:meta")
     except Exception:  # cleanup is best effort; the routing never points at this version
         pass
 
@@ -429,24 +483,55 @@ def _delete_version(c, prefix: str, n_users: int) -> None:
 class _Version:
     """One deployed version, with its id maps cached client-side."""
 
-    def __init__(self, prefix: str, meta: dict):
+    def __init__(self, prefix: str, meta: dict, indptr: np.ndarray | None = None):
         self.prefix = prefix
         self.meta = meta
         self.user_index = {str(u): i for i, u in enumerate(meta["users"])}
         self.items = meta["items"]
         self.titles = meta.get("titles")
         self.item_index = {str(i): n for n, i in enumerate(self.items)}
+        self.indptr = indptr  # int64 [U + 1], where each user's row of `seen` starts (packed layout)
 
-    def run_recommend(self, c, uid: int, tmp: str) -> tuple[np.ndarray, np.ndarray]:
-        """internal user -> (internal items int64 [k], scores float32 [k]), computed in the DB"""
+    @property
+    def needs_indptr(self) -> bool:
+        return self.meta.get("layout") == "packed" and "recommend" in self.meta["kinds"] and "table" not in self.meta["kinds"]
+
+    def load(self, c) -> _Version:
+        if self.needs_indptr and self.indptr is None:
+            self.indptr = np.asarray(c.get_tensor(f"{self.prefix}:seen:indptr")).reshape(-1)
+        return self
+
+    def _replica(self, uid: int, replica: str | None) -> str:
+        """The shard tag whose copy serves ``uid`` (users spread over the shards), unless named."""
+        tags = self.meta.get("replicas") or [""]
+        return tags[uid % len(tags)] if replica is None else replica
+
+    def recommend_keys(self, uid: int, replica: str | None = None) -> tuple[str, str]:
+        """The recommend graph's two inputs for internal user ``uid``: (user, seen) key names."""
+        p = self._replica(uid, replica) + self.prefix
+        if self.meta.get("layout") == "packed":
+            return f"{p}:ids[{uid}:{uid + 1}]", f"{p}:seen[{int(self.indptr[uid])}:{int(self.indptr[uid + 1])}]"
+        return f"{p}:user:{uid}", f"{p}:seen:{uid}"
+
+    def table_keys(self, uid: int, replica: str | None = None) -> tuple[str, str]:
+        """A top-N table model's (items, scores) key names for internal user ``uid``."""
+        p, n = self._replica(uid, replica) + self.prefix, self.meta.get("table_row")
+        if self.meta.get("layout") == "packed":
+            return f"{p}:top[{uid * n}:{(uid + 1) * n}]", f"{p}:topscore[{uid * n}:{(uid + 1) * n}]"
+        return f"{p}:top:{uid}", f"{p}:topscore:{uid}"
+
+    def run_recommend(self, c, uid: int, tmp: str, replica: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """internal user -> (internal items int64 [k], scores float32 [k]), computed in the DB
+        (on the shard of ``replica``'s copy when named, else the user's own)"""
         if "table" in self.meta["kinds"]:
-            return c.get_tensor(f"{self.prefix}:top:{uid}")[0], c.get_tensor(f"{self.prefix}:topscore:{uid}")[0]
-        if self.meta.get("user_keys"):
-            user_key = f"{self.prefix}:user:{uid}"
+            top, topscore = self.table_keys(uid, replica)
+            return c.get_tensor(top).reshape(-1), c.get_tensor(topscore).reshape(-1)
+        if self.meta.get("layout") == "packed" or self.meta.get("user_keys"):
+            user_key, seen_key = self.recommend_keys(uid, replica)
         else:  # deployed before user keys were stored
-            user_key = f"{tmp}:user"
+            user_key, seen_key = f"{tmp}:user", f"{self.prefix}:seen:{uid}"
             c.put_tensor(user_key, np.array([uid], np.int64))
-        c.run_model(f"{self.prefix}:recommend", [user_key, f"{self.prefix}:seen:{uid}"], [f"{tmp}:items", f"{tmp}:scores"])
+        c.run_model(f"{self.prefix}:recommend", [user_key, seen_key], [f"{tmp}:items", f"{tmp}:scores"])
         return c.get_tensor(f"{tmp}:items")[0], c.get_tensor(f"{tmp}:scores")[0]
 
     def run_session(self, c, items: np.ndarray, tmp: str) -> tuple[np.ndarray, np.ndarray]:
@@ -539,7 +624,7 @@ class Service:
     def _version(self, entry: dict) -> _Version:
         v = self._versions.get(entry["prefix"])
         if v is None:
-            v = self._versions[entry["prefix"]] = _Version(entry["prefix"], _get_json(self.c, f"{entry['prefix']}:meta"))
+            v = self._versions[entry["prefix"]] = _Version(entry["prefix"], _get_json(self.c, f"{entry['prefix']}:meta")).load(self.c)
         return v
 
     def pick(self, routing: dict, raw_user) -> dict:

@@ -134,13 +134,14 @@ static int dtype_from_onnx(int onnx) {
     return -1;
 }
 
-typedef struct {
+typedef struct Tensor {
     atomic_int refs;
     int dtype;
     int ndims;
     int64_t *dims;
     size_t nbytes;
     char *data;
+    struct Tensor *parent; /* a view's tensor: data points into it, and it is kept alive */
 } Tensor;
 
 static Tensor *tensor_new(int dtype, int ndims, const int64_t *dims, size_t nbytes) {
@@ -163,7 +164,8 @@ static Tensor *tensor_ref(Tensor *t) {
 static void tensor_unref(Tensor *t) {
     if (t && atomic_fetch_sub(&t->refs, 1) == 1) {
         RM_Free(t->dims);
-        RM_Free(t->data);
+        if (t->parent) tensor_unref(t->parent);
+        else RM_Free(t->data);
         RM_Free(t);
     }
 }
@@ -645,6 +647,84 @@ static int store_and_reply(RedisModuleCtx *ctx, RedisModuleKey *k, RedisModuleTy
 #define TENSOR_EMPTY "ERR tensor key is empty or in a different shard"
 #define MODEL_EMPTY "ERR model key is empty"
 
+/* Row views, a RecArena extension: when the key `name` is empty and name ends in "[a:b]", the
+ * tensor is elements a..b-1 along the last dimension of the tensor stored under the name before
+ * the bracket, whose other dimensions must all be 1 (so the view is contiguous and needs no
+ * copy). A deploy packs every user's seen items into one [1, total] tensor and the ids into one
+ * [U] tensor, and a request names its rows: a million users cost a few keys, not two million.
+ * Returns a new reference, or NULL after replying with an error. */
+static int parse_view(const char *p, size_t l, size_t *base_len, long long *a, long long *b) {
+    if (l < 5 || p[l - 1] != ']') return 0;
+    size_t open = l - 1;
+    while (open > 0 && p[open] != '[') open--;
+    if (p[open] != '[' || open == 0) return 0;
+    const char *q = p + open + 1, *end = p + l - 1, *colon = memchr(q, ':', (size_t)(end - q));
+    if (!colon || colon == q || colon + 1 == end) return 0;
+    long long v[2] = {0, 0};
+    const char *parts[2][2] = {{q, colon}, {colon + 1, end}};
+    for (int k = 0; k < 2; k++) {
+        if (parts[k][1] - parts[k][0] > 18) return 0;
+        for (const char *c = parts[k][0]; c < parts[k][1]; c++) {
+            if (*c < '0' || *c > '9') return 0;
+            v[k] = v[k] * 10 + (*c - '0');
+        }
+    }
+    *base_len = open, *a = v[0], *b = v[1];
+    return 1;
+}
+
+static Tensor *open_tensor(RedisModuleCtx *ctx, RedisModuleString *name) {
+    RedisModuleKey *k = RM_OpenKey(ctx, name, REDISMODULE_READ);
+    int kt = RM_KeyType(k);
+    if (kt != REDISMODULE_KEYTYPE_EMPTY) {
+        RM_CloseKey(k);
+        k = open_typed(ctx, name, REDISMODULE_READ, TensorType, 1, TENSOR_EMPTY);
+        if (!k) return NULL;
+        Tensor *t = tensor_ref(RM_ModuleTypeGetValue(k));
+        RM_CloseKey(k);
+        return t;
+    }
+    RM_CloseKey(k);
+    size_t l, bl;
+    long long a, b;
+    const char *p = RM_StringPtrLen(name, &l);
+    if (!parse_view(p, l, &bl, &a, &b)) {
+        RM_ReplyWithError(ctx, TENSOR_EMPTY);
+        return NULL;
+    }
+    RedisModuleString *base = RM_CreateString(ctx, p, bl);
+    k = open_typed(ctx, base, REDISMODULE_READ, TensorType, 1, TENSOR_EMPTY);
+    RM_FreeString(ctx, base);
+    if (!k) return NULL;
+    Tensor *t = RM_ModuleTypeGetValue(k);
+    RM_CloseKey(k);
+    char sb[80];
+    int64_t lead = 1, last = t->ndims ? t->dims[t->ndims - 1] : 1;
+    for (int i = 0; i + 1 < t->ndims; i++) lead *= t->dims[i];
+    if (t->ndims == 0 || lead != 1) {
+        reply_errf(ctx, "ERR a view [a:b] needs a tensor whose dimensions before the last are all 1; '%s' has %d dimensions of %lld elements before the last",
+                   shown(name, sb, sizeof sb), t->ndims ? t->ndims - 1 : 0, (long long)lead);
+        return NULL;
+    }
+    if (a >= b || b > last) {
+        reply_errf(ctx, "ERR view '%s' is out of range: expected 0 <= a < b <= %lld (the tensor's last dimension)",
+                   shown(name, sb, sizeof sb), (long long)last);
+        return NULL;
+    }
+    size_t esz = DTYPES[t->dtype].size;
+    Tensor *v = RM_Calloc(1, sizeof *v);
+    atomic_init(&v->refs, 1);
+    v->dtype = t->dtype;
+    v->ndims = t->ndims;
+    v->dims = RM_Alloc(sizeof(int64_t) * t->ndims);
+    memcpy(v->dims, t->dims, sizeof(int64_t) * t->ndims);
+    v->dims[t->ndims - 1] = b - a;
+    v->nbytes = (size_t)(b - a) * esz;
+    v->data = t->data + (size_t)a * esz;
+    v->parent = tensor_ref(t);
+    return v;
+}
+
 /* ================================================================== AI.TENSORSET */
 static int parse_value(RedisModuleString *s, int dt, char *dst) {
     if (dt == DT_FLOAT || dt == DT_DOUBLE) {
@@ -765,13 +845,12 @@ static int cmd_tensorget(RedisModuleCtx *ctx, RedisModuleString **argv, int argc
     }
     if (blob && values) return RM_ReplyWithError(ctx, "ERR both BLOB and VALUES specified");
     if (!meta && !blob && !values) meta = blob = 1;
-    RedisModuleKey *k = open_typed(ctx, argv[1], REDISMODULE_READ, TensorType, 1, TENSOR_EMPTY);
-    if (!k) return REDISMODULE_OK;
-    Tensor *t = RM_ModuleTypeGetValue(k);
+    Tensor *t = open_tensor(ctx, argv[1]);
+    if (!t) return REDISMODULE_OK;
     if (!meta) {
         if (blob) RM_ReplyWithStringBuffer(ctx, t->data, t->nbytes);
         else reply_values(ctx, t);
-        RM_CloseKey(k);
+        tensor_unref(t);
         return REDISMODULE_OK;
     }
     RM_ReplyWithArray(ctx, (blob || values) ? 6 : 4);
@@ -787,7 +866,7 @@ static int cmd_tensorget(RedisModuleCtx *ctx, RedisModuleString **argv, int argc
         RM_ReplyWithStringBuffer(ctx, "values", 6);
         reply_values(ctx, t);
     }
-    RM_CloseKey(k);
+    tensor_unref(t);
     return REDISMODULE_OK;
 }
 
@@ -1088,13 +1167,12 @@ static int exec_common(RedisModuleCtx *ctx, RedisModuleString **argv, int argc, 
     r->outlens = RM_Calloc(a.nout ? a.nout : 1, sizeof(size_t));
     r->timeout_ms = a.timeout;
     for (int i = 0; i < a.nin; i++) {
-        RedisModuleKey *k = open_typed(ctx, argv[a.in_at + i], REDISMODULE_READ, TensorType, 1, TENSOR_EMPTY);
-        if (!k) {
+        Tensor *t = open_tensor(ctx, argv[a.in_at + i]);
+        if (!t) {
             req_free(r);
             return REDISMODULE_OK;
         }
-        r->in[r->nin++] = tensor_ref(RM_ModuleTypeGetValue(k));
-        RM_CloseKey(k);
+        r->in[r->nin++] = t;
     }
     if (with_counts == 2) { /* the model's outputs, each returned to the caller */
         r->reply_outputs = 1;
