@@ -11,6 +11,7 @@ from torch import nn
 
 from recarena import Capabilities, Task
 from recarena.base import Monitor
+from recarena.errors import RecArenaError
 from recarena.data.splits import ratio_by_user
 from recarena.data.synthetic import synthetic
 from recarena.eval.evaluator import RatingEvaluator
@@ -179,3 +180,9 @@ def test_missing_batch_field_names_the_declaration(split):
 
     with pytest.raises(KeyError, match="declares `negatives = True`"):
         NoNegatives(epochs=1).fit(to_implicit(split.train), trainer=QUIET)
+
+
+def test_sparse_adam_needs_sparse_embeddings_and_says_so_before_training(split):
+    """TinyMF's embeddings are dense: sparse_adam is refused by name before the first step."""
+    with pytest.raises(RecArenaError, match=r"sparse_adam.*dense ones: user_emb\.weight, item_emb\.weight"):
+        TinyMF(optimizer="sparse_adam", epochs=1).fit(split.train, trainer=QUIET)

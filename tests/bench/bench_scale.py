@@ -3,8 +3,11 @@
 Curves, each point measured in a fresh subprocess (so peak memory is that point's own):
 
 - training: seconds of one epoch's training pass (the second epoch; the first carries warm-up)
-  for bpr and biased-mf at their default settings, 1e5 to 1e7 interactions (synthetic: about
-  50 interactions a user, 4 sqrt(n) items);
+  for bpr and biased-mf, 1e5 to 1e7 interactions (synthetic: about 50 interactions a user,
+  4 sqrt(n) items), with ``optimizer=sparse_adam`` (lazy Adam: a step touches the batch's
+  embedding rows only) and, up to 3e6, at their default dense Adam, whose every step updates
+  every row: users grow with interactions, so its epoch grows about quadratically (a 1e7
+  biased-mf epoch would take about half an hour here);
 - full-ranking evaluation: RankingEvaluator over 2,000 test users, dimension 64, 1e3 to 1e6
   items (chunked: its default 256 MiB score budget), seconds and the process's peak RSS
   (everything in it: Python, torch, the factors, the data);
@@ -44,7 +47,7 @@ def _result(obj: dict) -> None:
 
 
 # ------------------------------------------------------------------ one point each (subprocess)
-def one_train(model: str, n: int) -> None:
+def one_train(model: str, optimizer: str, n: int) -> None:
     import dataclasses
 
     from recarena import plugins
@@ -53,8 +56,8 @@ def one_train(model: str, n: int) -> None:
     data = synthetic(n, seed=0, side_features=False, timestamps=False)
     if model == "bpr":
         data = dataclasses.replace(data, rating=None, rating_scale=None)  # implicit feedback
-    m = plugins.get(model)(epochs=2).fit(data, seed=0, trainer={"progress_bar": False, "logger": "none"})
-    _result({"model": model, "interactions": len(data), "users": data.n_users, "items": data.n_items,
+    m = plugins.get(model)(epochs=2, optimizer=optimizer).fit(data, seed=0, trainer={"progress_bar": False, "logger": "none"})
+    _result({"model": model, "optimizer": optimizer, "interactions": len(data), "users": data.n_users, "items": data.n_items,
              "batch_size": m.batch_size, "epoch_s": m.epoch_seconds_[1], "first_epoch_s": m.epoch_seconds_[0]})
 
 
@@ -194,7 +197,7 @@ def main() -> None:
     a = ap.parse_args()
     if a.one:
         kind, *rest = a.one
-        {"train": lambda: one_train(rest[0], int(float(rest[1]))), "eval": lambda: one_eval(int(float(rest[0]))),
+        {"train": lambda: one_train(rest[0], rest[1], int(float(rest[2]))), "eval": lambda: one_eval(int(float(rest[0]))),
          "serve": lambda: one_serve(int(float(rest[0]))), "users": lambda: one_users(int(float(rest[0])))}[kind]()
         return
 
@@ -203,7 +206,9 @@ def main() -> None:
     sizes = [1e5, 3e5, 1e6, 3e6, 1e7] if not a.quick else [2e4, 6e4, 2e5]
     items = [1e3, 3e3, 1e4, 1e5, 1e6] if not a.quick else [1e3, 3e3, 1e4]
     users_n = 1e6 if not a.quick else 1e4
-    jobs = ([("train", m, str(n)) for m in ("bpr", "biased-mf") for n in sizes] + [("eval", str(i)) for i in items]
+    jobs = ([("train", m, "sparse_adam", str(n)) for m in ("bpr", "biased-mf") for n in sizes]
+            + [("train", m, "adam", str(n)) for m in ("bpr", "biased-mf") for n in sizes if n <= 0.3 * max(sizes)]
+            + [("eval", str(i)) for i in items]
             + [("serve", str(i)) for i in items] + [("users", str(users_n))])
     res: dict[str, list] = {"train": [], "eval": [], "serve": [], "users": []}
     started = time.perf_counter()
@@ -213,19 +218,25 @@ def main() -> None:
         tqdm.write(f"{' '.join(job):<24} {json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items() if k != 'graph_ms'})}")
 
     upper_n, upper_i = max(sizes) / 10, max(items) / 10
-    train_exp = {m: exponent([r["interactions"] for r in res["train"] if r["model"] == m],
-                             [r["epoch_s"] for r in res["train"] if r["model"] == m], upper_n * 0.9) for m in ("bpr", "biased-mf")}
+
+    def curve(m, opt):
+        rows = [r for r in res["train"] if r["model"] == m and r["optimizer"] == opt]
+        return [r["interactions"] for r in rows], [r["epoch_s"] for r in rows]
+
+    train_exp = {m: exponent(*curve(m, "sparse_adam"), upper_n * 0.9) for m in ("bpr", "biased-mf")}
+    # the dense-Adam curves stop at 3e6: their upper decade is 3e5..3e6
+    dense_exp = {m: exponent(*curve(m, "adam"), upper_n * 0.09) for m in ("bpr", "biased-mf")}
     ev, sv = res["eval"], res["serve"]
-    exps = {"train_epoch": train_exp,
+    exps = {"train_epoch": train_exp, "train_epoch_dense_adam": dense_exp,
             "eval_time": exponent([r["items"] for r in ev], [r["eval_s"] for r in ev], upper_i * 0.9),
             "eval_peak_rss": exponent([r["items"] for r in ev], [r["peak_rss_gib"] for r in ev], upper_i * 0.9),
             "export_time": exponent([r["items"] for r in sv], [r["export_s"] for r in sv], upper_i * 0.9),
             "recommend_p50": exponent([r["items"] for r in sv], [r["recommend_p50_ms"] for r in sv], upper_i * 0.9)}
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    md = ["| model | interactions | users | items | batch | epoch s |", "|---|---|---|---|---|---|"]
-    md += [f"| {r['model']} | {r['interactions']:,} | {r['users']:,} | {r['items']:,} | {r['batch_size']:,} | {r['epoch_s']:.2f} |"
-           for r in res["train"]]
+    md = ["| model | optimizer | interactions | users | items | batch | epoch s |", "|---|---|---|---|---|---|---|"]
+    md += [f"| {r['model']} | {r['optimizer']} | {r['interactions']:,} | {r['users']:,} | {r['items']:,} | {r['batch_size']:,} "
+           f"| {r['epoch_s']:.2f} |" for r in res["train"]]
     md += ["", "| items | eval s (2,000 users) | eval peak RSS GiB | export s | deploy s | recommend p50 ms | p99 ms "
            "| graph: scoring ms | exclusion+other ms | top-k ms |", "|---|---|---|---|---|---|---|---|---|---|"]
     for e, s in zip(ev, sv):
@@ -242,7 +253,7 @@ def main() -> None:
     users = res["users"][0]
     summary = {
         "train_exponent": max(v for v in train_exp.values() if v is not None),
-        "train_exponents": train_exp,
+        "train_exponents": train_exp, "train_exponents_dense_adam": dense_exp,
         "eval_peak_gib_1m_items": round(ev[-1]["peak_rss_gib"], 3),
         "eval_s_1m_items": round(ev[-1]["eval_s"], 2),
         "recommend_p50_ms_1m_items": round(top["recommend_p50_ms"], 2),
@@ -265,10 +276,11 @@ def _plot(res: dict, exps: dict, path: Path) -> None:
 
     fig, ax = plt.subplots(2, 2, figsize=(11, 8))
     for m in ("bpr", "biased-mf"):
-        rows = [r for r in res["train"] if r["model"] == m]
-        e = exps["train_epoch"][m]
-        ax[0, 0].loglog([r["interactions"] for r in rows], [r["epoch_s"] for r in rows], "o-",
-                        label=f"{m} (exponent {e:.2f})" if e is not None else m)
+        for opt, key, style in (("sparse_adam", "train_epoch", "o-"), ("adam", "train_epoch_dense_adam", "x--")):
+            rows = [r for r in res["train"] if r["model"] == m and r["optimizer"] == opt]
+            e = exps[key][m]
+            ax[0, 0].loglog([r["interactions"] for r in rows], [r["epoch_s"] for r in rows], style,
+                            label=f"{m}, {opt} (exponent {e:.2f})" if e is not None else f"{m}, {opt}")
     ax[0, 0].set(xlabel="interactions", ylabel="seconds per epoch", title="training epoch")
     ev, sv = res["eval"], res["serve"]
     x = [r["items"] for r in ev]

@@ -433,6 +433,15 @@ class TorchRecommender(Recommender):
             raise UnknownNameError("trainer setting", sorted(unknown)[0], TRAINER_KEYS)
         _quiet_lightning()
         self.network_ = network
+        if self.optimizer == "sparse_adam":
+            # SparseAdam takes sparse gradients only: say so now, not at the first step
+            sparse = {id(m.weight) for m in network.modules() if isinstance(m, nn.Embedding) and m.sparse}
+            dense = [n for n, p in network.named_parameters() if p.requires_grad and id(p) not in sparse]
+            if dense:
+                raise RecArenaError(
+                    f"optimizer 'sparse_adam' needs every trained parameter to be an embedding with sparse gradients; "
+                    f"{getattr(self, 'plugin_name', type(self).__name__)}'s network has dense ones: {', '.join(dense[:5])}. "
+                    "Use optimizer 'adam'.")
         tensors = self.training_tensors(train, network)
         data = IndexBatches(tensors, int(self.batch_size), self.seed_, self.batch_maker(train, tensors, self.seed_),
                             lengths=self.batch_lengths(tensors))

@@ -42,7 +42,9 @@ class BPR(TorchRecommender):
         self.weight_decay = weight_decay
 
     def build_network(self, train):
-        return BiasedDot(train.n_users, train.n_items, int(self.dim), bias=False, init="xavier")
+        # optimizer=sparse_adam: sparse embedding gradients, so a step costs O(batch), not O(users + items)
+        return BiasedDot(train.n_users, train.n_items, int(self.dim), bias=False, init="xavier",
+                         sparse=self.optimizer == "sparse_adam")
 
     def loss(self, net, batch):
         pu = net.user_emb(batch["user"])  # [B, d]
