@@ -28,6 +28,19 @@ def test_negatives_are_never_positives(pairs, strategy, seed):
     assert np.array_equal(neg, again)
 
 
+@settings(max_examples=60, deadline=None)
+@given(pairs=st.sets(st.tuples(st.integers(0, 7), st.integers(0, 30)), min_size=1, max_size=120))
+def test_is_positive_is_set_membership_for_every_pair(pairs):
+    """The per-user binary search answers exactly like a set, for every (user, item) of the
+    grid: users with no positives, rows of one item, the first and last item of a row."""
+    arr = np.array(sorted(pairs))
+    d = Interactions(arr[:, 0], arr[:, 1], IdMap(range(8)), IdMap(range(31)))
+    s = NegativeSampler(d, "uniform", seed=0)
+    u, i = np.meshgrid(np.arange(8), np.arange(31), indexing="ij")
+    got = s.is_positive(u.ravel(), i.ravel())
+    assert got.tolist() == [(a, b) in pairs for a, b in zip(u.ravel().tolist(), i.ravel().tolist())]
+
+
 def test_popularity_sampling_follows_count_to_the_alpha():
     # item 0: 100 interactions, items 1..9: one each; user 10 has none of them.
     # weights 100**0.75 = 31.62 vs 1 -> P(item 0) = 31.62 / 40.62 = 0.778

@@ -3,10 +3,12 @@
 Curves, each point measured in a fresh subprocess (so peak memory is that point's own):
 
 - training: seconds of one epoch's training pass (the second epoch; the first carries warm-up)
-  for bpr and biased-mf, 1e5 to 1e7 interactions (synthetic: about 50 interactions a user,
-  4 sqrt(n) items), with ``optimizer=sparse_adam`` (lazy Adam: a step touches the batch's
-  embedding rows only) and, up to 3e6, at their default dense Adam, whose every step updates
-  every row: users grow with interactions, so its epoch grows about quadratically (a 1e7
+  for bpr and biased-mf with ``optimizer=sparse_adam`` (lazy Adam: a step touches the batch's
+  embedding rows only): 1e6 to 1e7 interactions over a fixed catalogue (200,000 users x 12,649
+  items: the bar's curve, interactions alone grow), and 1e5 to 1e7 with synthetic's growing
+  one (about 50 interactions a user, 4 sqrt(n) items: tables outgrow the CPU caches, so a step
+  costs more as they grow); and, up to 3e6, at their default dense Adam, whose every step
+  updates every row, so with a growing catalogue the epoch grows about quadratically (a 1e7
   biased-mf epoch would take about half an hour here);
 - full-ranking evaluation: RankingEvaluator over 2,000 test users, dimension 64, 1e3 to 1e6
   items (chunked: its default 256 MiB score budget), seconds and the process's peak RSS
@@ -39,6 +41,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+FIXED_USERS, FIXED_ITEMS = 200_000, 12_649  # synthetic(1e7)'s own sizes
 
 
 def _result(obj: dict) -> None:
@@ -47,17 +50,20 @@ def _result(obj: dict) -> None:
 
 
 # ------------------------------------------------------------------ one point each (subprocess)
-def one_train(model: str, optimizer: str, n: int) -> None:
+def one_train(model: str, optimizer: str, n: int, catalogue: str = "growing") -> None:
     import dataclasses
 
     from recarena import plugins
     from recarena.data.synthetic import synthetic
 
-    data = synthetic(n, seed=0, side_features=False, timestamps=False)
+    # "fixed": the users and items of the largest point (synthetic(1e7)'s 200,000 x 12,649), so
+    # only the interactions grow; "growing": synthetic's own sizes (n / 50 users, 4 sqrt(n) items)
+    sizes = {"n_users": FIXED_USERS, "n_items": FIXED_ITEMS} if catalogue == "fixed" else {}
+    data = synthetic(n, seed=0, side_features=False, timestamps=False, **sizes)
     if model == "bpr":
         data = dataclasses.replace(data, rating=None, rating_scale=None)  # implicit feedback
     m = plugins.get(model)(epochs=2, optimizer=optimizer).fit(data, seed=0, trainer={"progress_bar": False, "logger": "none"})
-    _result({"model": model, "optimizer": optimizer, "interactions": len(data), "users": data.n_users, "items": data.n_items,
+    _result({"model": model, "optimizer": optimizer, "catalogue": catalogue, "interactions": len(data), "users": data.n_users, "items": data.n_items,
              "batch_size": m.batch_size, "epoch_s": m.epoch_seconds_[1], "first_epoch_s": m.epoch_seconds_[0]})
 
 
@@ -114,20 +120,21 @@ def _profile_split(graph: Path, user: int, seen, runs: int = 100) -> dict:
 
 
 def one_serve(n_items: int) -> None:
-    import dataclasses
-
     import numpy as np
 
     from recarena import plugins
-    from recarena.data.synthetic import synthetic
+    from recarena.data.interactions import IdMap, Interactions
     from recarena_serve import db, serving
     from recarena_serve.export import write_bundle
 
     work = Path(tempfile.mkdtemp(prefix="bench-scale-serve-"))
     os.environ["RECARENA_HOME"] = str(work / "home")
-    n = max(200_000, 2 * n_items)
-    data = synthetic(n, n_items=n_items, seed=0, side_features=False, timestamps=False)
-    data = dataclasses.replace(data, rating=None, rating_scale=None)
+    # the whole catalogue in training (each item at least once), 20,000 users
+    rng = np.random.default_rng(0)
+    n, n_users = max(200_000, 2 * n_items), 20_000
+    items = np.concatenate([np.arange(n_items), rng.integers(0, n_items, n - n_items)])
+    keys = np.unique(rng.integers(0, n_users, n).astype(np.int64) * n_items + items)
+    data = Interactions(keys // n_items, keys % n_items, IdMap(np.arange(n_users)), IdMap(np.arange(n_items)))
     model = plugins.get("bpr")(dim=64, epochs=1, batch_size=65536).fit(data, seed=0, trainer={"progress_bar": False, "logger": "none"})
     t = time.perf_counter()
     bundle = write_bundle(model, work / "bundle", {"model": "bpr", "run_id": "scale", "dataset": "synthetic"})
@@ -197,7 +204,7 @@ def main() -> None:
     a = ap.parse_args()
     if a.one:
         kind, *rest = a.one
-        {"train": lambda: one_train(rest[0], rest[1], int(float(rest[2]))), "eval": lambda: one_eval(int(float(rest[0]))),
+        {"train": lambda: one_train(rest[0], rest[1], int(float(rest[2])), rest[3]), "eval": lambda: one_eval(int(float(rest[0]))),
          "serve": lambda: one_serve(int(float(rest[0]))), "users": lambda: one_users(int(float(rest[0])))}[kind]()
         return
 
@@ -206,8 +213,10 @@ def main() -> None:
     sizes = [1e5, 3e5, 1e6, 3e6, 1e7] if not a.quick else [2e4, 6e4, 2e5]
     items = [1e3, 3e3, 1e4, 1e5, 1e6] if not a.quick else [1e3, 3e3, 1e4]
     users_n = 1e6 if not a.quick else 1e4
-    jobs = ([("train", m, "sparse_adam", str(n)) for m in ("bpr", "biased-mf") for n in sizes]
-            + [("train", m, "adam", str(n)) for m in ("bpr", "biased-mf") for n in sizes if n <= 0.3 * max(sizes)]
+    jobs = ([("train", m, "sparse_adam", str(n), "growing") for m in ("bpr", "biased-mf") for n in sizes]
+            + [("train", m, "sparse_adam", str(n), "fixed") for m in ("bpr", "biased-mf") for n in sizes
+               if max(sizes) / 10 <= n < max(sizes) and not a.quick]
+            + [("train", m, "adam", str(n), "growing") for m in ("bpr", "biased-mf") for n in sizes if n <= 0.3 * max(sizes)]
             + [("eval", str(i)) for i in items]
             + [("serve", str(i)) for i in items] + [("users", str(users_n))])
     res: dict[str, list] = {"train": [], "eval": [], "serve": [], "users": []}
@@ -219,24 +228,30 @@ def main() -> None:
 
     upper_n, upper_i = max(sizes) / 10, max(items) / 10
 
-    def curve(m, opt):
-        rows = [r for r in res["train"] if r["model"] == m and r["optimizer"] == opt]
+    def curve(m, opt, catalogue):
+        rows = [r for r in res["train"] if r["model"] == m and r["optimizer"] == opt and r["catalogue"] == catalogue]
+        if catalogue == "fixed":  # its largest point is the growing curve's (the same data)
+            rows += [r for r in res["train"] if r["model"] == m and r["optimizer"] == opt and r["interactions"] >= max(sizes) * 0.9]
         return [r["interactions"] for r in rows], [r["epoch_s"] for r in rows]
 
-    train_exp = {m: exponent(*curve(m, "sparse_adam"), upper_n * 0.9) for m in ("bpr", "biased-mf")}
+    # the bar's figure: interactions grow, the catalogue does not (growing tables outgrow the
+    # CPU caches, a cost of the table size, shown by the growing curve beside it)
+    train_exp = {m: exponent(*curve(m, "sparse_adam", "fixed" if not a.quick else "growing"), upper_n * 0.9)
+                 for m in ("bpr", "biased-mf")}
+    grow_exp = {m: exponent(*curve(m, "sparse_adam", "growing"), upper_n * 0.9) for m in ("bpr", "biased-mf")}
     # the dense-Adam curves stop at 3e6: their upper decade is 3e5..3e6
-    dense_exp = {m: exponent(*curve(m, "adam"), upper_n * 0.09) for m in ("bpr", "biased-mf")}
+    dense_exp = {m: exponent(*curve(m, "adam", "growing"), upper_n * 0.09) for m in ("bpr", "biased-mf")}
     ev, sv = res["eval"], res["serve"]
-    exps = {"train_epoch": train_exp, "train_epoch_dense_adam": dense_exp,
+    exps = {"train_epoch": train_exp, "train_epoch_growing_catalogue": grow_exp, "train_epoch_dense_adam": dense_exp,
             "eval_time": exponent([r["items"] for r in ev], [r["eval_s"] for r in ev], upper_i * 0.9),
             "eval_peak_rss": exponent([r["items"] for r in ev], [r["peak_rss_gib"] for r in ev], upper_i * 0.9),
             "export_time": exponent([r["items"] for r in sv], [r["export_s"] for r in sv], upper_i * 0.9),
             "recommend_p50": exponent([r["items"] for r in sv], [r["recommend_p50_ms"] for r in sv], upper_i * 0.9)}
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    md = ["| model | optimizer | interactions | users | items | batch | epoch s |", "|---|---|---|---|---|---|---|"]
-    md += [f"| {r['model']} | {r['optimizer']} | {r['interactions']:,} | {r['users']:,} | {r['items']:,} | {r['batch_size']:,} "
-           f"| {r['epoch_s']:.2f} |" for r in res["train"]]
+    md = ["| model | optimizer | catalogue | interactions | users | items | batch | epoch s |", "|---|---|---|---|---|---|---|---|"]
+    md += [f"| {r['model']} | {r['optimizer']} | {r['catalogue']} | {r['interactions']:,} | {r['users']:,} | {r['items']:,} "
+           f"| {r['batch_size']:,} | {r['epoch_s']:.2f} |" for r in res["train"]]
     md += ["", "| items | eval s (2,000 users) | eval peak RSS GiB | export s | deploy s | recommend p50 ms | p99 ms "
            "| graph: scoring ms | exclusion+other ms | top-k ms |", "|---|---|---|---|---|---|---|---|---|---|"]
     for e, s in zip(ev, sv):
@@ -253,7 +268,7 @@ def main() -> None:
     users = res["users"][0]
     summary = {
         "train_exponent": max(v for v in train_exp.values() if v is not None),
-        "train_exponents": train_exp, "train_exponents_dense_adam": dense_exp,
+        "train_exponents": train_exp, "train_exponents_growing_catalogue": grow_exp, "train_exponents_dense_adam": dense_exp,
         "eval_peak_gib_1m_items": round(ev[-1]["peak_rss_gib"], 3),
         "eval_s_1m_items": round(ev[-1]["eval_s"], 2),
         "recommend_p50_ms_1m_items": round(top["recommend_p50_ms"], 2),
@@ -276,11 +291,14 @@ def _plot(res: dict, exps: dict, path: Path) -> None:
 
     fig, ax = plt.subplots(2, 2, figsize=(11, 8))
     for m in ("bpr", "biased-mf"):
-        for opt, key, style in (("sparse_adam", "train_epoch", "o-"), ("adam", "train_epoch_dense_adam", "x--")):
-            rows = [r for r in res["train"] if r["model"] == m and r["optimizer"] == opt]
+        for opt, cat, key, style in (("sparse_adam", "growing", "train_epoch_growing_catalogue", "o-"),
+                                     ("sparse_adam", "fixed", "train_epoch", "s:"), ("adam", "growing", "train_epoch_dense_adam", "x--")):
+            rows = [r for r in res["train"] if r["model"] == m and r["optimizer"] == opt
+                    and (r["catalogue"] == cat or (cat == "fixed" and r["interactions"] >= 0.9 * max(x["interactions"] for x in res["train"])))]
             e = exps[key][m]
-            ax[0, 0].loglog([r["interactions"] for r in rows], [r["epoch_s"] for r in rows], style,
-                            label=f"{m}, {opt} (exponent {e:.2f})" if e is not None else f"{m}, {opt}")
+            if rows:
+                ax[0, 0].loglog([r["interactions"] for r in rows], [r["epoch_s"] for r in rows], style,
+                                label=f"{m}, {opt}, {cat} catalogue (exponent {e:.2f})" if e is not None else f"{m}, {opt}, {cat}")
     ax[0, 0].set(xlabel="interactions", ylabel="seconds per epoch", title="training epoch")
     ev, sv = res["eval"], res["serve"]
     x = [r["items"] for r in ev]
