@@ -11,9 +11,9 @@ from torch import nn
 
 from recarena import Capabilities, Task
 from recarena.base import Monitor
-from recarena.errors import RecArenaError
 from recarena.data.splits import ratio_by_user
 from recarena.data.synthetic import synthetic
+from recarena.errors import RecArenaError
 from recarena.eval.evaluator import RatingEvaluator
 from recarena.torch_model import TorchRecommender
 

@@ -632,6 +632,10 @@ def test_row_views_read_a_slice_of_a_packed_tensor_in_place(wire):
         assert [float(v) for v in wire.execute_command("AI.TENSORGET", "out", "VALUES")] == want
         reply = wire.execute_command("AI._MODELEXECUTE_REPLY", "relu3", "INPUTS", 1, f"pack[{a}:{a + 3}]")
         assert np.frombuffer(reply[0][2], np.float32).tolist() == want
+    # a trailing #tag is ignored (clients name the same rows differently); anything else is not a view
+    assert [float(v) for v in wire.execute_command("AI.TENSORGET", "pack[2:5]#c0ffee-1", "VALUES")] == [-1.0, 0.0, 1.0]
+    with pytest.raises(redis.ResponseError, match="tensor key is empty"):
+        wire.execute_command("AI.TENSORGET", "pack[2:5]#no!", "VALUES")
     wire.execute_command("AI.TENSORSET", "pack[0:1]", "FLOAT", 1, 1, "VALUES", 42)  # a real key is itself
     assert [float(v) for v in wire.execute_command("AI.TENSORGET", "pack[0:1]", "VALUES")] == [42.0]
     wire.execute_command("AI.TENSORSET", "rows", "FLOAT", 2, 3, "VALUES", 1, 2, 3, 4, 5, 6)

@@ -280,15 +280,18 @@ def test_a_version_is_a_few_keys_whatever_its_users_and_its_rows_are_the_users_s
 
 
 @pytest.mark.slow
-def test_a_cluster_of_three_serves_the_same_answers_from_every_shard(fitted, bundles, tmp_path):
-    """On `db start --cluster 3` a deploy writes each version's per-user tensors once per shard
+@pytest.mark.parametrize("shards", [1, 3])
+def test_a_cluster_serves_the_same_answers_from_every_shard(shards, fitted, bundles, tmp_path, monkeypatch):
+    """On `db start --cluster N` a deploy writes each version's per-user tensors once per shard
     (smartredis stores the models on every shard), users spread over the shards, and every
-    answer equals the plugin's; a later deploy removes the superseded copies from every shard."""
+    answer equals the plugin's; a later deploy removes the superseded copies from every shard.
+    One shard is a real cluster too (the cluster client's own path)."""
     import redis
 
     from recarena_serve import db
 
-    d = db.start(tmp_path / "cluster", cluster=3)
+    monkeypatch.setenv("SR_DB_TYPE", "Clustered")  # a one-shard cluster's address has no comma
+    d = db.start(tmp_path / "cluster", cluster=shards)
     try:
         shards = [redis.Redis(unix_socket_path=n.address[len("unix://"):]) for n in d.nodes]
         for name in ("bpr", "ease", "sasrec", "pop"):

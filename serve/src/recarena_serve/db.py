@@ -385,8 +385,11 @@ def start(
                 lines.append(f"requirepass {password}")
             lines += list(extra_config or [])
             if cluster:
+                # announced explicitly: a lone node (--cluster 1) otherwise reports an empty IP in
+                # CLUSTER SLOTS until it meets another, and cluster clients cannot reach it
+                host = "127.0.0.1" if (bind or "127.0.0.1") in LOOPBACK else bind
                 lines += ["cluster-enabled yes", f"cluster-config-file {ndir / 'nodes.conf'}", "cluster-node-timeout 5000",
-                          "appendonly no"]
+                          "appendonly no", f"cluster-announce-ip {host}"]
             if cluster:
                 # re-formed at every start (the ports may differ); keys on disk keep their slots
                 (ndir / "nodes.conf").unlink(missing_ok=True)

@@ -506,11 +506,16 @@ class _Version:
         tags = self.meta.get("replicas") or [""]
         return tags[uid % len(tags)] if replica is None else replica
 
-    def recommend_keys(self, uid: int, replica: str | None = None) -> tuple[str, str]:
-        """The recommend graph's two inputs for internal user ``uid``: (user, seen) key names."""
+    def recommend_keys(self, uid: int, replica: str | None = None, client: str = "") -> tuple[str, str]:
+        """The recommend graph's two inputs for internal user ``uid``: (user, seen) key names.
+        ``client``: a tag the views carry (``#tag``, ignored by the module) so that names differ
+        between clients: on a cluster smartredis copies each input to a temporary key named
+        after it, and two clients asking for one user at once would share (and delete) it."""
         p = self._replica(uid, replica) + self.prefix
+        tag = f"#{client}" if client else ""
         if self.meta.get("layout") == "packed":
-            return f"{p}:ids[{uid}:{uid + 1}]", f"{p}:seen[{int(self.indptr[uid])}:{int(self.indptr[uid + 1])}]"
+            return (f"{p}:ids[{uid}:{uid + 1}]{tag}",
+                    f"{p}:seen[{int(self.indptr[uid])}:{int(self.indptr[uid + 1])}]{tag}")
         return f"{p}:user:{uid}", f"{p}:seen:{uid}"
 
     def table_keys(self, uid: int, replica: str | None = None) -> tuple[str, str]:
@@ -527,7 +532,8 @@ class _Version:
             top, topscore = self.table_keys(uid, replica)
             return c.get_tensor(top).reshape(-1), c.get_tensor(topscore).reshape(-1)
         if self.meta.get("layout") == "packed" or self.meta.get("user_keys"):
-            user_key, seen_key = self.recommend_keys(uid, replica)
+            client = tmp.rsplit(":", 1)[-1] if getattr(c, "recarena_cluster", False) else ""
+            user_key, seen_key = self.recommend_keys(uid, replica, client)
         else:  # deployed before user keys were stored
             user_key, seen_key = f"{tmp}:user", f"{self.prefix}:seen:{uid}"
             c.put_tensor(user_key, np.array([uid], np.int64))

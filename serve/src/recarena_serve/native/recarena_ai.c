@@ -647,13 +647,24 @@ static int store_and_reply(RedisModuleCtx *ctx, RedisModuleKey *k, RedisModuleTy
 #define TENSOR_EMPTY "ERR tensor key is empty or in a different shard"
 #define MODEL_EMPTY "ERR model key is empty"
 
-/* Row views, a RecArena extension: when the key `name` is empty and name ends in "[a:b]", the
+/* Row views, a RecArena extension: when the key `name` is empty and name ends in "[a:b]" (or
+ * "[a:b]#tag", the tag ignored), the
  * tensor is elements a..b-1 along the last dimension of the tensor stored under the name before
  * the bracket, whose other dimensions must all be 1 (so the view is contiguous and needs no
  * copy). A deploy packs every user's seen items into one [1, total] tensor and the ids into one
  * [U] tensor, and a request names its rows: a million users cost a few keys, not two million.
  * Returns a new reference, or NULL after replying with an error. */
 static int parse_view(const char *p, size_t l, size_t *base_len, long long *a, long long *b) {
+    /* an optional "#tag" after the bracket is ignored: concurrent clients can name the same rows
+     * differently (smartredis' cluster run_model names its temporary copies after the inputs) */
+    for (size_t h = l; h > 0; h--) {
+        char c = p[h - 1];
+        if (c == '#') {
+            if (h >= 2 && p[h - 2] == ']') l = h - 1;
+            break;
+        }
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-' || c == '_')) break;
+    }
     if (l < 5 || p[l - 1] != ']') return 0;
     size_t open = l - 1;
     while (open > 0 && p[open] != '[') open--;
