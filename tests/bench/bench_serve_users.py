@@ -35,7 +35,7 @@ def measure(n_users: int, n_items: int, work: Path) -> dict:
     os.environ.setdefault("SR_LOG_LEVEL", "QUIET")
     data = synthetic(5 * n_users, n_users=n_users, n_items=n_items, seed=0, side_features=False)
     data = dataclasses.replace(data, rating=None, rating_scale=None)  # implicit: bpr's data
-    model = plugins.get("bpr")(dim=8, epochs=1, batch_size=65536).fit(data, seed=0, trainer={"progress_bar": False})
+    model = plugins.get("bpr")(dim=8, epochs=1, batch_size=65536).fit(data, seed=0, trainer={"progress_bar": False, "logger": "none"})
     n_users = model.n_users_  # users with at least one interaction
     t = time.perf_counter()
     bundle = write_bundle(model, work / f"b{n_users}", {"model": "bpr", "run_id": f"r{n_users}", "dataset": "synthetic"})
@@ -93,8 +93,9 @@ def main() -> None:
             rows.append(measure(n_users, a.items, work))
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    # 1e6 asked for: 951,877 users with at least one interaction
     print("bench-serve-users: " + json.dumps({"rows": rows, "db_bytes_per_user_1m_users": next(
-        (r["bytes_per_user_beyond_seen"] for r in rows if r["users"] == 1_000_000), None)}))
+        (r["bytes_per_user_beyond_seen"] for r in rows if r["users"] >= 900_000), None)}))
 
 
 if __name__ == "__main__":
