@@ -281,11 +281,12 @@ def test_a_version_is_a_few_keys_whatever_its_users_and_its_rows_are_the_users_s
 
 @pytest.mark.slow
 @pytest.mark.parametrize("shards", [1, 3])
-def test_a_cluster_serves_the_same_answers_from_every_shard(shards, fitted, bundles, tmp_path, monkeypatch):
+def test_a_cluster_serves_the_same_answers_from_every_shard(shards, fitted, bundles, ssdb, tmp_path, monkeypatch):
     """On `db start --cluster N` a deploy writes each version's per-user tensors once per shard
     (smartredis stores the models on every shard), users spread over the shards, and every
-    answer equals the plugin's; a later deploy removes the superseded copies from every shard.
-    One shard is a real cluster too (the cluster client's own path)."""
+    answer equals the plugin's (recommend, a session, predict); a later deploy removes the
+    superseded copies from every shard. One shard is a real cluster too (the cluster client's
+    own path)."""
     import redis
 
     from recarena_serve import db
@@ -304,10 +305,26 @@ def test_a_cluster_serves_the_same_answers_from_every_shard(shards, fitted, bund
                 keep = [i is not None for i in want_items[0]]
                 assert [it["item"] for it in got["items"]] == [i.item() if hasattr(i, "item") else i for i in want_items[0][keep]]
                 np.testing.assert_allclose([it["score"] for it in got["items"]], want_scores[0][keep], rtol=1e-5, atol=1e-5)
+            if name == "sasrec":  # a session without a user: the same answer as on a standalone database
+                raw = [model.item_ids_.raw[i] for i in (3, 17, 5, 8)]
+                raw = [r.item() if hasattr(r, "item") else r for r in raw]
+                serving.deploy([bundles[name]], ssdb, name="c-alone", progress=False)
+                want = serving.Service(ssdb, "c-alone").recommend_session(raw, 10)["items"]
+                got = svc.recommend_session(raw, 10)["items"]
+                assert [i["item"] for i in got] == [i["item"] for i in want]
+                np.testing.assert_allclose([i["score"] for i in got], [i["score"] for i in want], rtol=1e-5, atol=1e-5)
             svc.close()
             copies = [sum(1 for k in r.scan_iter(match="{r*}recarena:c:*", count=1000)) for r in shards]
             # this version's copies and the previous one's (kept for rollback), on every shard
             assert all(n == copies[0] and n in (2, 4) for n in copies), copies
+        # a rating model's predict graph through the cluster
+        model = fitted["biased-mf"]
+        serving.deploy([bundles["biased-mf"]], d.address, name="p", progress=False)
+        items = [model.item_ids_.raw[i] for i in range(0, model.n_items_, 7)]
+        for u in raw_users(model, 3):
+            got = serving.Service(d.address, "p").predict(u, items)
+            np.testing.assert_allclose([p["score"] for p in got["predictions"]], model.predict_raw([u] * len(items), items),
+                                       rtol=1e-5, atol=1e-5)
         runs = [dict(zip(*[iter(r.execute_command("AI.INFO"))] * 2))[b"runs"] for r in shards]
         assert all(n > 0 for n in runs), runs  # every shard ran models
     finally:

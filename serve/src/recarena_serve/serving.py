@@ -55,7 +55,10 @@ class DeployError(RecArenaError):
 
 def is_cluster(address: str) -> bool:
     """A Redis Cluster address: several comma-separated shards (what `recarena db start --cluster N`
-    prints), or any address while ``SR_DB_TYPE=Clustered`` (SmartSim's and smartredis' variable)."""
+    prints), or one TCP address while ``SR_DB_TYPE=Clustered`` (SmartSim's and smartredis'
+    variable). A Unix socket is never one: cluster clients reach shards over TCP."""
+    if address.startswith("unix://"):
+        return False
     return "," in address or os.environ.get("SR_DB_TYPE", "").lower() == "clustered"
 
 
