@@ -19,7 +19,7 @@ Key layout (all under ``recarena:<name>:``, where ``name`` is the serving endpoi
   for models without ONNX, ``top`` / ``topscore`` ([1, U * N], precomputed top-N rows). A
   request names its rows as views, ``<key>[a:b]`` (elements a..b-1 of the last dimension; the
   module reads them in place, without a copy), so a request writes nothing and a million users
-  cost five keys, not two million. ``meta`` (JSON as a UINT8 tensor): id maps, titles, the
+  cost five or six keys, not two million. ``meta`` (JSON as a UINT8 tensor): id maps, titles, the
   popularity fallback, probe answers. (Versions deployed before the packed layout keep their
   per-user ``seen:<uid>`` / ``user:<uid>`` / ``top:<uid>`` keys, and are still served.)
 
