@@ -279,6 +279,16 @@ def test_a_version_is_a_few_keys_whatever_its_users_and_its_rows_are_the_users_s
         assert np.frombuffer(wire.execute_command("AI.TENSORGET", f"{prefix}:ids[{u}:{u + 1}]", "BLOB"), np.int64).tolist() == [u]
 
 
+def test_rows_too_large_for_one_write_are_refused_before_the_database_changes(fitted, bundles, ssdb, wire, monkeypatch):
+    serving.deploy([bundles["bpr"]], ssdb, name="big", progress=False)
+    before = serving.Service(ssdb, "big").routing()
+    monkeypatch.setattr(serving, "MAX_PUT_BYTES", 1024)
+    keys = wire.dbsize()
+    with pytest.raises(serving.DeployError, match=r"packed per-user rows are .* MiB, above the 0 MiB one write may carry"):
+        serving.deploy([bundles["ease"]], ssdb, name="big", progress=False)
+    assert wire.dbsize() == keys and serving.Service(ssdb, "big").routing() == before
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("shards", [1, 3])
 def test_a_cluster_serves_the_same_answers_from_every_shard(shards, fitted, bundles, ssdb, tmp_path, monkeypatch):

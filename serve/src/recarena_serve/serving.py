@@ -47,6 +47,8 @@ from recarena.paths import file_digest
 
 PREFIX = "recarena"
 POPULAR_N = 100
+#: the largest tensor one write may carry: Redis' default proto-max-bulk-len (512 MiB)
+MAX_PUT_BYTES = 512 << 20
 
 
 class DeployError(RecArenaError):
@@ -424,6 +426,16 @@ def deploy(bundles: list, ssdb: str | None = None, name: str = "default", split:
             raise RecArenaError(f"--split names {sorted(weights)} but the bundles are {labels}: give every bundle a weight.")
     elif len(bs) > 1:
         raise RecArenaError(f"Several bundles ({', '.join(labels)}) share one endpoint only with --split NAME=WEIGHT,...")
+    for b in bs:  # before anything reaches the database
+        ip = np.load(b.path / "seen_indptr.npy", mmap_mode="r")
+        need = 8 * int(np.maximum(np.diff(ip), 1).sum())
+        table = b.manifest.get("topn_table")
+        if table:
+            need = 8 * int(np.prod(np.load(b.path / table["file"], mmap_mode="r").shape))
+        if need > MAX_PUT_BYTES:
+            raise DeployError(f"Deploy of {b.path} refused: its packed per-user rows are {need / 2**20:,.0f} MiB, above the "
+                              f"{MAX_PUT_BYTES / 2**20:,.0f} MiB one write may carry (Redis' proto-max-bulk-len). "
+                              f"Endpoint {name!r} is unchanged.")
     c = _client(ssdb)
     stamp = time.strftime("%Y%m%d%H%M%S") + f"-{uuid.uuid4().hex[:6]}"
     entries, written = [], []
