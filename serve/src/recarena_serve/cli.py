@@ -229,6 +229,8 @@ def db_main(argv: list[str]) -> int:
         if d.nodes[0].tcp and not d.cluster:
             print(f"also on its Unix socket: {d.nodes[0].address}")
         print(f"SSDB={d.address}")
+        if d.cluster:  # smartredis (and serving) read it; a one-shard cluster's SSDB has no comma to tell
+            print("SR_DB_TYPE=Clustered")
         return 0
     if a.cmd == "status":
         st = db.status(a.data)
