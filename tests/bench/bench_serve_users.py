@@ -85,8 +85,6 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-serve-users-"))
     os.environ["RECARENA_HOME"] = str(work / "home")
     os.environ.setdefault("SR_LOG_LEVEL", "QUIET")
-
-
     rows = []
     try:
         for n_users in [int(x) for x in a.users.split(",")]:

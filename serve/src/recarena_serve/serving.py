@@ -338,9 +338,10 @@ def _packed_seen(b: Bundle) -> tuple[np.ndarray, np.ndarray]:
     return indptr, values.reshape(1, -1)
 
 
-def _load_version(c, b: Bundle, prefix: str, progress: bool, replicas: list[str]) -> dict:
+def _load_version(c, b: Bundle, prefix: str, replicas: list[str]) -> tuple[dict, np.ndarray | None]:
     """Writes one bundle under ``prefix`` (its per-user tensors once under each of ``replicas``,
-    the shard hash tags); returns its meta record."""
+    the shard hash tags); returns its meta record and the ``seen:indptr`` it wrote (None for a
+    top-N table)."""
     kinds = []
     for kind in ("recommend", "predict"):
         g = b.graph(kind)
@@ -349,7 +350,7 @@ def _load_version(c, b: Bundle, prefix: str, progress: bool, replicas: list[str]
             kinds.append(kind)
     n_users = b.manifest["n_users"]
     table = b.manifest.get("topn_table")
-    row_len = None
+    row_len, indptr = None, None
     if table:
         items = np.load(b.path / table["file"]).astype(np.int64)
         row_len = int(items.shape[1])
@@ -376,14 +377,12 @@ def _load_version(c, b: Bundle, prefix: str, progress: bool, replicas: list[str]
         "session": bool((b.graph("recommend") or {}).get("session")) and not table,
     }
     _put_json(c, f"{prefix}:meta", meta)
-    return meta
+    return meta, indptr
 
 
-def _probe(c, b: Bundle, prefix: str, meta: dict, tolerance: float = 1e-4) -> str | None:
+def _probe(c, b: Bundle, prefix: str, meta: dict, indptr: np.ndarray | None, tolerance: float = 1e-4) -> str | None:
     """Runs the bundle's probe users in the database; returns what differs, or None."""
-    svc = _Version(prefix, meta)
-    if meta.get("layout") == "packed" and "recommend" in meta["kinds"] and "table" not in meta["kinds"]:
-        svc.indptr = _packed_seen(b)[0]
+    svc = _Version(prefix, meta, indptr)
     users = b.probe["users"]
     if "recommend" in b.probe:
         want_i, want_s = np.asarray(b.probe["recommend"]["items"]), np.asarray(b.probe["recommend"]["scores"], np.float32)
@@ -414,7 +413,9 @@ def deploy(bundles: list, ssdb: str | None = None, name: str = "default", split:
            progress: bool = True) -> dict:
     """Load bundles into the database as a new version of endpoint ``name``, probe each in the
     database against the answers the plugin gave at export, then switch the routing table in
-    one write. Any failure before the switch leaves the previous routing serving."""
+    one write. Any failure before the switch leaves the previous routing serving. ``progress``
+    is accepted and unused since the packed layout (a deploy writes a few tensors, not a row a
+    user), so callers and ``--no-progress`` keep working."""
     bs = [Bundle.open(p) for p in bundles]
     if not bs:
         raise RecArenaError("Name at least one bundle to deploy.")
@@ -448,8 +449,8 @@ def deploy(bundles: list, ssdb: str | None = None, name: str = "default", split:
     try:
         for b, label, prefix in zip(bs, labels, prefixes):
             written.append((b, prefix))
-            meta = _load_version(c, b, prefix, progress, replicas)
-            problem = _probe(c, b, prefix, meta)
+            meta, indptr = _load_version(c, b, prefix, replicas)
+            problem = _probe(c, b, prefix, meta, indptr)
             if problem:
                 raise DeployError(f"Deploy of {b.path} refused: the probe in the database does not match the bundle ({problem}). "
                                   f"Endpoint {name!r} still serves its previous version.")
