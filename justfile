@@ -35,16 +35,46 @@ setup:
     # torch first and pinned, so that no resolver ever pulls a multi-GB CUDA build
     .venv/bin/python -m pip install -q "torch==2.13.0"
     members=(-e core)
-    for d in plugins/*/ serve viz; do members+=(-e "$d"); done
+    # the RecBole adapter needs pandas 2: it gets its own virtualenv (setup-recbole)
+    for d in plugins/*/ serve viz; do [ "$d" = plugins/recbole-adapter/ ] || members+=(-e "$d"); done
     .venv/bin/python -m pip install -q "torch==2.13.0" "numpy<2" "${members[@]}" \
         pytest hypothesis "pyarrow<22" wandb "optuna>=3,<6" ruff rust-just "smartredis==0.6.1" playwright \
         "psycopg[binary]>=3.2,<4"
     echo "$want" > "$stamp"
     echo "setup: done ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))"
 
-# Run the whole test suite (slow tests included)
-test *ARGS: setup
+# .venv-recbole: the core, serve and the RecBole adapter (recarena-recbole) with RecBole 1.2.1,
+# which needs pandas 2 (the workspace has pandas 3). Every package both venvs hold is pinned to
+# the version .venv resolved (torch, numpy, Lightning, onnxruntime...), pandas and RecBole's own
+# pins (colorlog, colorama) excepted: figures from either venv come from the same stack
+setup-recbole: setup
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cd "{{justfile_directory()}}"
+    v=.venv-recbole; stamp=$v/.setup-stamp
+    want=$(cat core/pyproject.toml serve/pyproject.toml plugins/recbole-adapter/pyproject.toml justfile .venv/.setup-stamp | sha256sum | cut -c1-16)
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && $v/bin/python -c 'import recarena_recbole, recbole' 2>/dev/null; then
+        echo "setup-recbole: $v is up to date"; exit 0
+    fi
+    [ -x $v/bin/python ] || python3 -m venv $v
+    $v/bin/python -m pip install -q --upgrade pip
+    $v/bin/python -m pip install -q "torch==2.13.0"
+    .venv/bin/python -m pip freeze --exclude-editable | grep -v -i -E '^(pandas|colorlog|colorama|torch|recarena.*|-e) ?[=@ ]' \
+        | grep -v '^-e ' > $v/constraints.txt
+    $v/bin/python -m pip install -q -c $v/constraints.txt "torch==2.13.0" "numpy<2" -e core -e serve -e plugins/recbole-adapter \
+        pytest hypothesis "smartredis==0.6.1"
+    echo "$want" > "$stamp"
+    echo "setup-recbole: done ($($v/bin/python -c 'import recbole, pandas; print("recbole", recbole.__version__, "pandas", pandas.__version__)'))"
+
+# Run the whole test suite (slow tests included): the workspace's in .venv, then the RecBole
+# adapter's in .venv-recbole (ARGS go to the first)
+test *ARGS: setup setup-recbole
     {{py}} -m pytest -q -p no:cacheprovider {{ARGS}}
+    .venv-recbole/bin/python -m pytest -q -p no:cacheprovider plugins/recbole-adapter/tests
+
+# The RecBole adapter's tests alone (in .venv-recbole)
+test-recbole *ARGS: setup-recbole
+    .venv-recbole/bin/python -m pytest -q -p no:cacheprovider plugins/recbole-adapter/tests {{ARGS}}
 
 # Train pop and biased-mf on ml-100k and print the leaderboard
 demo: setup
