@@ -72,6 +72,11 @@ test *ARGS: setup setup-recbole
     {{py}} -m pytest -q -p no:cacheprovider {{ARGS}}
     .venv-recbole/bin/python -m pytest -q -p no:cacheprovider plugins/recbole-adapter/tests
 
+# Every RecBole model on a small protocol of its task (ml100k-rank, ml100k-seq-loo, ml1m-ctr), a
+# few epochs each, then ONNX export with parity and serving: .recarena/bench/recbole-zoo.{md,json}
+bench-recbole-zoo *ARGS: setup-recbole
+    .venv-recbole/bin/python tests/bench/bench_recbole_zoo.py --data-dir "{{data_dir}}" {{ARGS}}
+
 # The RecBole adapter's tests alone (in .venv-recbole)
 test-recbole *ARGS: setup-recbole
     .venv-recbole/bin/python -m pytest -q -p no:cacheprovider plugins/recbole-adapter/tests {{ARGS}}

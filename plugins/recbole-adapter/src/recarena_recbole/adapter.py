@@ -129,6 +129,8 @@ def make_class(model: str, kind: str, module: str) -> type:
     params = [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v) for k, v in defaults.items()]
 
     def __init__(self, **kw):
+        if model in zoo.UNRUNNABLE:  # refused where a run starts, before any data is read
+            raise RecArenaError(f"recbole/{model} cannot run on RecArena's protocols: {zoo.UNRUNNABLE[model]}.")
         unknown = sorted(set(kw) - set(defaults))
         if unknown:
             raise TypeError(f"recbole/{model} has no parameter {unknown[0]!r} (RecBole's names: "
@@ -155,12 +157,6 @@ class RecBoleRecommender(Recommender):
     recbole_type: ClassVar[str] = ""
     #: RecBole's own ``stopping_step``; the protocol's ``trainer: {patience}`` sets it
     trainer_defaults: ClassVar[dict[str, Any]] = {"patience": 10}
-
-    def _validate_params(self) -> None:
-        if self.recbole_model in zoo.UNRUNNABLE:
-            raise RecArenaError(f"recbole/{self.recbole_model} cannot run on RecArena's protocols: "
-                                f"{zoo.UNRUNNABLE[self.recbole_model]}.")
-        super()._validate_params()
 
     # ---- fitting -----------------------------------------------------------------------
     def _config_dict(self, folder: str, seed: int) -> dict[str, Any]:

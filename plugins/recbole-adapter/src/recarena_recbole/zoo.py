@@ -50,7 +50,7 @@ UNRUNNABLE = {
 
 #: models whose scoring graph traces to ONNX with parity (measured by ``just recbole-zoo``;
 #: each is also served by the export test)
-EXPORTS: frozenset[str] = frozenset()
+EXPORTS: frozenset[str] = frozenset({"AFM", "BPR", "FM", "GRU4Rec", "LightGCN", "SASRec"})
 
 MODEL_TYPE = {m: kind for kind, names in ZOO.items() for m in names}
 
