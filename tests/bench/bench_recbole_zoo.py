@@ -37,7 +37,6 @@ def one(model: str, epochs: int, data_dir: str, ssdb: str | None) -> dict:
     import numpy as np
 
     from recarena import onnx_export as ox
-    from recarena import plugins
     from recarena.base import Recommender
     from recarena.runner import train
     from recarena.store import ResultsStore

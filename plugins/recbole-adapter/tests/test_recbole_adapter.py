@@ -14,7 +14,14 @@ import pytest
 from recarena import plugins
 from recarena.errors import RecArenaError
 from recarena.params import InvalidParameterError
-from recarena.testing import KIT_TRAINER, _fit, _split, _train_data, _kit_monitor, parametrize_with_checks
+from recarena.testing import (
+    KIT_TRAINER,
+    _fit,
+    _kit_monitor,
+    _split,
+    _train_data,
+    parametrize_with_checks,
+)
 from recarena_recbole import zoo
 
 BPR = zoo.BPR(embedding_size=16, epochs=8, train_batch_size=256, learning_rate=0.05)

@@ -39,7 +39,6 @@ import torch
 from recarena.base import Capabilities, Recommender, Task
 from recarena.errors import RecArenaError
 from recarena.params import Interval
-
 from recarena_recbole import zoo
 
 #: RecBole's training settings a contestant may set (the rest of ``overall.yaml`` is plumbing
