@@ -204,7 +204,8 @@ class RecBoleRecommender(Recommender):
             self._bind(dataset, config, train)
             self.model_ = net
             trainer = _judged(get_trainer(config["MODEL_TYPE"], self.recbole_model), self, monitor)(config, net)
-            trainer.fit(train_data, valid_data if monitor is not None else None, saved=True, show_progress=False)
+            trainer.fit(train_data, valid_data if monitor is not None else None, saved=True,
+                        show_progress=bool(self.trainer_settings_.get("progress_bar", False)))
             if os.path.isfile(trainer.saved_model_file):  # the best checkpoint on the monitor
                 state = torch.load(trainer.saved_model_file, map_location="cpu", weights_only=False)
                 net.load_state_dict(state["state_dict"])
@@ -257,9 +258,12 @@ class RecBoleRecommender(Recommender):
 
     # ---- scoring -----------------------------------------------------------------------
     def _interaction(self, data: dict[str, torch.Tensor]):
+        """RecBole's batch object, on the device the network is on (a GPU while training there)."""
         from recbole.data.interaction import Interaction
 
-        return Interaction(data)
+        inter = Interaction(data)
+        dev = next(iter(self.model_.parameters()), torch.zeros(0)).device
+        return inter if dev.type == "cpu" else inter.to(dev)
 
     def _full_sort(self, inter, batch: int) -> torch.Tensor:
         """RecBole's scores of every RecBole item id (0 = padding included): [batch, n_rb_items]."""
@@ -270,7 +274,7 @@ class RecBoleRecommender(Recommender):
             rep = {k: v.repeat_interleave(n, 0) for k, v in inter.interaction.items()}
             rep[self.fields_["iid"]] = torch.arange(n).repeat(batch)
             out = self.model_.predict(self._interaction(rep))
-        return out.reshape(batch, -1)
+        return out.reshape(batch, -1).cpu()
 
     def _score(self, users: torch.Tensor) -> torch.Tensor:
         if self.recbole_type == "sequential":
@@ -305,7 +309,7 @@ class RecBoleRecommender(Recommender):
         if self.recbole_type != "context":
             return super()._predict(users, items)
         self.model_.eval()
-        return self.model_.predict(self._pairs(self.user_rb_[users], self.item_rb_[items])).float().reshape(-1)
+        return self.model_.predict(self._pairs(self.user_rb_[users], self.item_rb_[items])).float().reshape(-1).cpu()
 
     def _pairs(self, u: torch.Tensor, i: torch.Tensor):
         """An Interaction of (user, item) rows with both sides' features joined (RecBole's
