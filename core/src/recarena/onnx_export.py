@@ -70,8 +70,10 @@ def _export(module: nn.Module, args: tuple, path: Path, inputs: list[str], outpu
                               dynamic_axes=dynamic, opset_version=OPSET, dynamo=False)
         except Exception:  # an exporter that no longer exists, or a graph it cannot trace
             dims = {name: {ax: torch.export.Dim(f"{name}_{ax}") for ax in axes} for name, axes in dynamic.items() if name in inputs}
+            # weights inline (the exporter's default writes them to a side file): the database
+            # loads a model from one blob, and a bundle's graph must stand alone
             torch.onnx.export(module, args, str(path), input_names=inputs, output_names=outputs,
-                              dynamic_shapes=dims, dynamo=True)
+                              dynamic_shapes=dims, dynamo=True, external_data=False)
 
 
 def export_recommend(score: Callable, owner: nn.Module | None, n_items: int, k: int, path: Path,
