@@ -26,7 +26,7 @@ from recarena import Capabilities, Task
 from recarena.errors import RecArenaError
 from recarena.nn import BiasedDot
 from recarena.params import Interval
-from recarena.torch_model import TorchRecommender
+from recarena.torch_model import Stage, TorchRecommender
 
 
 class Clock:
@@ -144,7 +144,11 @@ class MFTemporal(TorchRecommender):
     factors drift too (a^p_u dev_u(t)); ``time_reg``: L2 per rating on the time terms;
     ``day_seconds``: the length of a day in the data's time unit; ``drift_seconds``: the drift's
     time unit (a day by default; ML-100K users rate in sessions, and a drift within one shows
-    only in hours or minutes)."""
+    only in hours or minutes); ``static_epochs``: first fit the model without its time terms
+    (biased-mf, early-stopped on its own), then start the temporal model from it (0: no such
+    stage). The time terms fit the validation rows within a few epochs (most of them fall on a
+    day the user rated on in training), and early stopping then ends the joint fit while the
+    factors are still undertrained: the stage gives them their own selection first."""
 
     capabilities = Capabilities(tasks={Task.RATING}, embeddings=True, onnx=True, timestamps=True)
     _parameter_constraints = {
@@ -152,6 +156,7 @@ class MFTemporal(TorchRecommender):
         "time_reg": [Interval(float, 0, None)], "init_std": [Interval(float, 0, None)],
         "n_bins": [Interval(int, 1, None)], "beta": [Interval(float, 0, None)], "temporal": [bool],
         "drift_factors": [bool], "day_seconds": [Interval(int, 1, None)], "drift_seconds": [Interval(int, 1, None)],
+        "static_epochs": [Interval(int, 0, None)],
     }
 
     def __init__(
@@ -172,6 +177,7 @@ class MFTemporal(TorchRecommender):
         drift_seconds: int = 86400,
         optimizer: str = "adam",
         weight_decay: float = 0.0,
+        static_epochs: int = 0,
     ):
         self.dim = dim
         self.lr = lr
@@ -189,6 +195,17 @@ class MFTemporal(TorchRecommender):
         self.drift_seconds = drift_seconds
         self.optimizer = optimizer
         self.weight_decay = weight_decay
+        self.static_epochs = static_epochs
+
+    def stages(self):
+        if not self.temporal:
+            return []
+        return [Stage("static", "static_epochs", lambda m: type(m)(**{**m.get_params(), "temporal": False, "static_epochs": 0}))]
+
+    def init_from_stages(self, net, fitted):
+        if "static" in fitted:
+            with torch.no_grad():
+                net.base.load_state_dict(fitted["static"].base.state_dict())
 
     def build_network(self, train):
         if train.rating is None:
