@@ -10,7 +10,8 @@ from recarena_mf_temporal import Clock, MFTemporal
 DAY = 86400
 
 
-@parametrize_with_checks([MFTemporal(dim=8, epochs=6, batch_size=64, lr=0.02, drift_factors=True)])
+@parametrize_with_checks([MFTemporal(dim=8, epochs=6, batch_size=64, lr=0.02, drift_factors=True),
+                          MFTemporal(dim=8, epochs=4, batch_size=64, lr=0.02, static_epochs=3)])
 def test_conformance(model, check):
     check(model)
 
@@ -57,6 +58,31 @@ def test_without_time_terms_it_is_biased_mf():
     theirs = BiasedMF(**kw).fit(train)
     np.testing.assert_allclose(ours.predict(test.user, test.item, timestamps=test.timestamp),
                                theirs.predict(test.user, test.item), rtol=1e-5, atol=1e-5)
+
+
+def test_the_static_stage_is_biased_mf_and_the_temporal_fit_starts_from_it():
+    """static_epochs: the stage is biased-mf on the same seed, and the temporal model's factors
+    and biases start where it ended (zero epochs of the main fit leave them there)."""
+    train, test = _drifting()
+    kw = dict(dim=4, batch_size=32, lr=0.01, reg=0.05, bias_reg=0.01)
+    staged = MFTemporal(static_epochs=3, epochs=1, **kw)
+    seen = {}
+    orig = MFTemporal.init_from_stages
+
+    def spy(self, net, fitted):
+        seen.update({k: v.detach().clone() for k, v in fitted["static"].base.state_dict().items()})
+        orig(self, net, fitted)
+        seen["after"] = {k: v.detach().clone() for k, v in net.base.state_dict().items()}
+
+    MFTemporal.init_from_stages = spy
+    try:
+        staged.fit(train)
+    finally:
+        MFTemporal.init_from_stages = orig
+    alone = BiasedMF(epochs=3, **kw).fit(train)
+    np.testing.assert_allclose(seen["user_emb.weight"].numpy(), alone.network_.user_emb.weight.detach().numpy(), atol=1e-6)
+    for k, v in seen["after"].items():
+        assert torch.equal(v, seen[k]), k
 
 
 def test_a_drift_in_time_is_learned_and_used_at_the_targets_times():
