@@ -62,7 +62,7 @@ setup-recbole: setup
     .venv/bin/python -m pip freeze --exclude-editable | grep -v -i -E '^(pandas|colorlog|colorama|torch|recarena.*|-e) ?[=@ ]' \
         | grep -v '^-e ' > $v/constraints.txt
     $v/bin/python -m pip install -q -c $v/constraints.txt "torch==2.13.0" "numpy<2" -e core -e serve -e plugins/recbole-adapter \
-        pytest hypothesis "smartredis==0.6.1"
+        pytest hypothesis "smartredis==0.6.1" "faiss-cpu>=1.9,<2"  # faiss: RecBole's NCL clusters with it
     echo "$want" > "$stamp"
     echo "setup-recbole: done ($($v/bin/python -c 'import recbole, pandas; print("recbole", recbole.__version__, "pandas", pandas.__version__)'))"
 

@@ -98,6 +98,8 @@ def recbole_defaults(model: str, kind: str) -> dict[str, Any]:
         merged["MAX_ITEM_LIST_LENGTH"] = 50
     for src in ([_yaml(props / "quick_start_config" / quick)] if quick else []) + [_yaml(props / "model" / f"{model}.yaml")]:
         for k, v in src.items():
+            if not k.isidentifier():  # DiffRec's `time-aware`: no keyword can name it; RecBole's default stands
+                continue
             if k in merged or (k not in PLUMBING and k not in overall):
                 merged[k] = v
     if kind == "sequential" and merged.get("loss_type") == "CE":
@@ -270,10 +272,15 @@ class RecBoleRecommender(Recommender):
         try:
             out = self.model_.full_sort_predict(inter)
         except NotImplementedError:
+            # pairs through `predict`, a user at a time: a pair model's intermediates (ConvNCF's
+            # outer products) would not fit for a whole batch of users times the catalogue
             n = self.n_rb_items_
-            rep = {k: v.repeat_interleave(n, 0) for k, v in inter.interaction.items()}
-            rep[self.fields_["iid"]] = torch.arange(n).repeat(batch)
-            out = self.model_.predict(self._interaction(rep))
+            rows = []
+            for b in range(batch):
+                one = {k: v[b : b + 1].repeat_interleave(n, 0) for k, v in inter.interaction.items()}
+                one[self.fields_["iid"]] = torch.arange(n, device=inter[self.fields_["uid"]].device)
+                rows.append(self.model_.predict(self._interaction(one)).reshape(1, n).cpu())
+            out = torch.cat(rows)
         return out.reshape(batch, -1).cpu()
 
     def _score(self, users: torch.Tensor) -> torch.Tensor:
