@@ -358,6 +358,11 @@ class RecBoleRecommender(Recommender):
         holder.register_buffer("item_rb_pad", torch.cat([self.item_rb_, torch.zeros(1, dtype=torch.int64)]))
         L = self.max_len_
         sequential = self.recbole_type == "sequential"
+        from recbole.model.abstract_recommender import AbstractRecommender
+
+        # a model without its own full_sort_predict (NeuMF) scores every (user, item) pair
+        pairwise = type(net).full_sort_predict is AbstractRecommender.full_sort_predict
+        n_rb = self.n_rb_items_
 
         def score(user, exclude):
             data = {f["uid"]: holder.user_rb[user]}
@@ -370,7 +375,14 @@ class RecBoleRecommender(Recommender):
                 got = torch.where(live & (got >= 0), got, torch.full_like(got, self.n_items_))
                 data[f["seq"]] = holder.item_rb_pad[got]
                 data[f["seq_len"]] = lens.clamp(min=1, max=L)
-            return net.full_sort_predict(self._interaction(data)).reshape(user.shape[0], -1)[:, holder.item_rb]
+            if pairwise:
+                every = torch.arange(n_rb).unsqueeze(0) + 0 * user.unsqueeze(1)  # [B, n_rb]
+                pairs = {k: v.unsqueeze(1).expand(-1, n_rb, *v.shape[1:]).reshape(-1, *v.shape[1:]) for k, v in data.items()}
+                pairs[f["iid"]] = every.reshape(-1)
+                out = net.predict(self._interaction(pairs)).reshape(-1, n_rb)
+            else:
+                out = net.full_sort_predict(self._interaction(data)).reshape(user.shape[0], -1)
+            return out[:, holder.item_rb]
 
         return ox.manifest([ox.export_recommend(score, holder, self.n_items_, k, path / "recommend.onnx", owner_model=self)])
 
