@@ -135,6 +135,9 @@ def main() -> None:
                "SR_LOG_LEVEL": "QUIET", "SR_SOCKET_TIMEOUT": "120000", "RECARENA_NATIVE_DIR": str(Path(tmp) / "native")}
         os.environ.update({k: env[k] for k in ("RECARENA_NATIVE_DIR",)})
         database = db.start(Path(tmp) / "db", port=db.free_port())
+        import signal
+
+        signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))  # so `finally` stops the database
         try:
             for k, m in enumerate(names, 1):
                 cmd = [sys.executable, __file__, "--one", m, "--epochs", str(args.epochs), "--data-dir", args.data_dir,
