@@ -186,3 +186,14 @@ def test_sparse_adam_needs_sparse_embeddings_and_says_so_before_training(split):
     """TinyMF's embeddings are dense: sparse_adam is refused by name before the first step."""
     with pytest.raises(RecArenaError, match=r"sparse_adam.*dense ones: user_emb\.weight, item_emb\.weight"):
         TinyMF(optimizer="sparse_adam", epochs=1).fit(split.train, trainer=QUIET)
+
+
+def test_loading_a_model_whose_plugin_is_not_installed_names_it(tmp_path):
+    """A run of a plugin installed elsewhere (a recbole/ model, in .venv-recbole) is refused by
+    name, not with a bare ModuleNotFoundError."""
+    from recarena.base import Recommender
+
+    blob = {"format": 1, "class": "recarena_not_here.zoo:BPR", "params": {}, "state": {}}
+    torch.save(blob, tmp_path / "m.pt")
+    with pytest.raises(RecArenaError, match=r"recarena_not_here\.zoo:BPR.*'recarena_not_here' is not installed"):
+        Recommender.load(tmp_path / "m.pt")

@@ -473,7 +473,13 @@ class Recommender:
         if not isinstance(blob, dict) or blob.get("format") != _ARTIFACT_FORMAT:
             raise RecArenaError(f"{path} is not a RecArena model artifact (format {_ARTIFACT_FORMAT}).")
         mod, _, qual = blob["class"].partition(":")
-        klass = importlib.import_module(mod)
+        try:
+            klass = importlib.import_module(mod)
+        except ModuleNotFoundError as e:
+            raise RecArenaError(
+                f"{path} holds a {blob['class']} model, and its module {e.name!r} is not installed in this environment "
+                f"({e}): load it where its plugin is installed (the RecBole adapter's models: .venv-recbole)."
+            ) from e
         for part in qual.split("."):
             klass = getattr(klass, part)
         if cls is not Recommender and not issubclass(klass, cls):
