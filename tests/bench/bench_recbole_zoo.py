@@ -25,6 +25,9 @@ PROTOCOL = {"ranking": "ml100k-rank", "sequential": "ml100k-seq-loo", "ctr": "ml
 METRIC = {"ranking": "ndcg@10", "sequential": "ndcg@10", "ctr": "auc"}
 #: settings that keep a smoke run small where a model's defaults are slow on two cores
 SMALL = {"ctr": {"train_batch_size": 8192}}
+#: a model's own settings that assume a large dataset (NCL's 1,000 k-means clusters of users on
+#: ML-100K's 943 users)
+SMALL_MODEL = {"NCL": {"num_clusters": 100}}
 
 
 def _reason(e: BaseException) -> str:
@@ -49,7 +52,7 @@ def one(model: str, epochs: int, data_dir: str, ssdb: str | None) -> dict:
     if model in zoo.UNRUNNABLE:
         row["reason"] = zoo.UNRUNNABLE[model]
         return row
-    sets = {"epochs": epochs, **SMALL.get(task, {})}
+    sets = {"epochs": epochs, **SMALL.get(task, {}), **SMALL_MODEL.get(model, {})}
     if kind == "sequential":
         sets["MAX_ITEM_LIST_LENGTH"] = 20
     t0 = time.perf_counter()
