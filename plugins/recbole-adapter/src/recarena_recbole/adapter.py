@@ -146,6 +146,7 @@ def make_class(model: str, kind: str, module: str) -> type:
         "__init__": __init__, "__module__": module, "__qualname__": model,
         "__doc__": f"RecBole 1.2.1's {model} ({kind} model), as a RecArena contestant.",
         "recbole_model": model, "recbole_type": kind, "capabilities": caps,
+        "item_features": kind == "context" or "selected_features" in _yaml(_recbole_dir() / "properties" / "model" / f"{model}.yaml"),
         "_parameter_constraints": {k: _constraint(k, v) for k, v in defaults.items()},
     })
     return cls
@@ -156,6 +157,9 @@ class RecBoleRecommender(Recommender):
 
     recbole_model: ClassVar[str] = ""
     recbole_type: ClassVar[str] = ""
+    #: the model reads the items' side features (context-aware models; FDSA, SASRecF, GRU4RecF
+    #: through RecBole's ``selected_features``, which the adapter sets to every item feature)
+    item_features: ClassVar[bool] = False
     #: RecBole's own ``stopping_step``; the protocol's ``trainer: {patience}`` sets it
     trainer_defaults: ClassVar[dict[str, Any]] = {"patience": 10}
 
@@ -195,9 +199,15 @@ class RecBoleRecommender(Recommender):
                                 "(a protocol with ctr_threshold).")
         with tempfile.TemporaryDirectory(prefix="recarena-recbole-") as folder:
             L = int(getattr(self, "MAX_ITEM_LIST_LENGTH", 50))
-            atomic.write(Path(folder), train, valid, self.recbole_type, max_len=L)
-            config = shims.Config(model=self.recbole_model, dataset="recarena",
-                                  config_dict=self._config_dict(folder, self.seed_))
+            written = atomic.write(Path(folder), train, valid, self.recbole_type, max_len=L,
+                                   item_features=self.item_features)
+            cfg = self._config_dict(folder, self.seed_)
+            if self.item_features and self.recbole_type == "sequential":
+                if not written:
+                    raise RecArenaError(f"recbole/{self.recbole_model} reads the items' side features, and "
+                                        f"{train.name} has none.")
+                cfg["selected_features"] = written
+            config = shims.Config(model=self.recbole_model, dataset="recarena", config_dict=cfg)
             init_seed(config["seed"], config["reproducibility"])
             dataset = create_dataset(config)
             train_data, valid_data, _ = data_preparation(config, dataset)

@@ -73,9 +73,10 @@ def _sequence_rows(indptr: np.ndarray, items: np.ndarray, max_len: int, targets=
             "item_id:token": np.asarray(tgt, np.int64).astype(str)}
 
 
-def write(folder: Path, train, valid, kind: str, max_len: int = 50) -> None:
+def write(folder: Path, train, valid, kind: str, max_len: int = 50, item_features: bool = False) -> list[str]:
     """Write ``train`` and ``valid`` (Interactions over one id space) for a RecBole model of
-    type ``kind`` ('general', 'sequential' or 'context')."""
+    type ``kind`` ('general', 'sequential' or 'context'); side features for context models,
+    and the items' for any model with ``item_features``. Returns the item feature fields written."""
     folder = Path(folder) / NAME
     folder.mkdir(parents=True, exist_ok=True)
     if valid is None or len(valid) == 0:
@@ -101,4 +102,6 @@ def write(folder: Path, train, valid, kind: str, max_len: int = 50) -> None:
         _write(folder / f"{NAME}.{part}.inter", cols)
     ctx = kind == "context"
     _write(folder / f"{NAME}.user", _features(train.user_features if ctx else None, "user_id", train.n_users, False))
-    _write(folder / f"{NAME}.item", _features(train.item_features if ctx else None, "item_id", train.n_items, True))
+    items = _features(train.item_features if (ctx or item_features) else None, "item_id", train.n_items, True)
+    _write(folder / f"{NAME}.item", items)
+    return [c.split(":")[0] for c in items if not c.startswith("item_id:")]
