@@ -154,3 +154,15 @@ def test_a_failed_fit_leaves_the_model_unfitted():
         m.fit(_train_data(BPR), seed=0, trainer=KIT_TRAINER)  # implicit rows, no labels
     assert not m.is_fitted
 
+
+
+def test_a_sequential_model_that_reads_item_features_gets_them():
+    """FDSA reads the items' side features through RecBole's selected_features: the adapter
+    writes them and names every one; a dataset without them is refused by name."""
+    m = zoo.FDSA(epochs=1, hidden_size=16, inner_size=32, MAX_ITEM_LIST_LENGTH=10)
+    fitted = copy.deepcopy(m).fit(_train_data(GRU4REC), seed=0, trainer=KIT_TRAINER)
+    assert sorted(fitted.model_.selected_features) == ["genres", "year"]
+    bare = copy.deepcopy(_train_data(GRU4REC))
+    bare.item_features = None
+    with pytest.raises(RecArenaError, match="reads the items' side features"):
+        copy.deepcopy(m).fit(bare, seed=0, trainer=KIT_TRAINER)
