@@ -50,7 +50,14 @@ UNRUNNABLE = {
 
 #: models whose scoring graph traces to ONNX with parity (measured by ``just recbole-zoo``;
 #: each is also served by the export test)
-EXPORTS: frozenset[str] = frozenset({"AFM", "BPR", "FM", "GRU4Rec", "LightGCN", "SASRec"})
+EXPORTS: frozenset[str] = frozenset({
+    "AFM", "AutoInt", "BPR", "Caser", "CDAE", "CORE", "DCN", "DCNV2", "DeepFM", "DGCF", "DMF",
+    "DSSM", "ENMF", "EulerNet", "FFM", "FiGNN", "FM", "FNN", "FOSSIL", "FPMC", "FwFM", "GRU4Rec",
+    "GRU4RecF", "HGN", "KD_DAGFM", "LightGCN", "LightSANs", "LINE", "LR", "MacridVAE", "MultiDAE",
+    "MultiVAE", "NARM", "NCEPLRec", "NCL", "NeuMF", "NextItNet", "NFM", "NGCF", "NNCF", "NPE",
+    "PNN", "RaCT", "RecVAE", "RepeatNet", "SASRec", "SASRecF", "SGL", "SimpleX", "SINE",
+    "SpectralCF", "STAMP", "TransRec", "WideDeep", "xDeepFM"
+})
 
 MODEL_TYPE = {m: kind for kind, names in ZOO.items() for m in names}
 
