@@ -67,21 +67,30 @@ def _recbole_dir() -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
-def _yaml(path: Path) -> dict[str, Any]:
-    """A RecBole property file, read as RecBole reads it (``1e-4`` is a float there)."""
+@cache
+def _loader():
+    """PyYAML's loader with RecBole's float rule (``1e-4`` is a float there, a string in YAML 1.1)."""
     import yaml
 
-    if not path.is_file():
-        return {}
-    loader = yaml.FullLoader
-    loader = type("RecBoleLoader", (loader,), {})
+    loader = type("RecBoleLoader", (yaml.FullLoader,), {})
     loader.add_implicit_resolver(
         "tag:yaml.org,2002:float",
         re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
                     |\.[0-9_]+(?:[eE][-+][0-9]+)?|[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*|[-+]?\.(?:inf|Inf|INF)
                     |\.(?:nan|NaN|NAN))$""", re.X),
         list("-+0123456789."))
-    return yaml.load(path.read_text(), Loader=loader) or {}
+    return loader
+
+
+@cache
+def _yaml(path: Path) -> dict[str, Any]:
+    """A RecBole property file, read as RecBole reads it (read once: a model's yaml gives both its
+    parameters and whether it reads item features). Callers must not change the dict."""
+    import yaml
+
+    if not path.is_file():
+        return {}
+    return yaml.load(path.read_text(), Loader=_loader()) or {}
 
 
 @cache
