@@ -202,13 +202,15 @@ def test_launch_order_gives_every_pair_its_first_run_first(tmp_path):
 def test_max_hours_stops_launching_what_would_not_fit(env, tmp_path):
     path = sweep_file(tmp_path, """
         name: b
-        seeds: [0, 1, 2, 3]
+        seeds: [0, 1, 2, 3, 4, 5]
         estimate_s: 6
         sets: [trainer.logger=none]
         runs:
-          - {model: sleepy, protocols: [synthetic-rank], dataset: synthetic-4000, sets: [seconds=3]}
+          - {model: sleepy, protocols: [synthetic-rank], dataset: synthetic-4000, sets: [seconds=4]}
           - {model: pop, protocols: [synthetic-rank], dataset: synthetic-4000}
     """)
+    # 6 x 4 s of sleep alone nearly fill the 25 s budget: on a fast quiet machine 4 x 3 s and
+    # four pops all fitted, and nothing was left unlaunched
     t = time.time()
     out = run_sweep(env, path, "--max-hours", str(25 / 3600))
     wall = time.time() - t
