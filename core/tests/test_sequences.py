@@ -136,3 +136,37 @@ def test_every_window_makes_each_item_after_the_first_a_target_once(rows, length
     u0, x0, t0 = training_windows(*_csr(rows), length, pad)
     first = np.r_[True, users.numpy()[1:] != users.numpy()[:-1]] if len(users) else np.zeros(0, bool)
     assert np.array_equal(inputs.numpy()[first], x0.numpy()) and np.array_equal(targets.numpy()[first], t0.numpy())
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.integers(0, 14), min_size=1, max_size=6), st.integers(1, 6), st.data())
+def test_overlapping_windows_make_each_item_a_target_once_after_at_least_length_minus_step_items(sizes, length, data):
+    step = data.draw(st.integers(1, length))
+    # distinct items, so an item names its place in its history
+    rows, nxt = [], 0
+    for n in sizes:
+        rows.append(list(range(nxt, nxt + n)))
+        nxt += n
+    pad = nxt
+    users, inputs, targets = training_windows(*_csr(rows), length, pad, every=True, step=step)
+    for u, row in enumerate(rows):
+        mine = (users == u).numpy()
+        x, t = inputs.numpy()[mine], targets.numpy()[mine]
+        # each item after the first is a target exactly once
+        assert sorted(t[t != pad].tolist()) == row[1:]
+        for xi, ti in zip(x, t):
+            for p in np.flatnonzero(ti != pad):
+                k = row.index(int(ti[p]))
+                context = [int(v) for v in xi[: p + 1] if v != pad]
+                # what the window shows before a target is the items right before it ...
+                assert context == row[k - len(context):k]
+                # ... at least length - step + 1 of them once the history is that long
+                assert len(context) >= min(k, length - step + 1)
+        if len(row) >= 2:
+            assert len(x) == 1 + max(0, -(-(len(row) - 1 - length) // step))
+        else:
+            assert len(x) == 0
+    # step = length is what "all" gave
+    a = training_windows(*_csr(rows), length, pad, every=True)
+    b = training_windows(*_csr(rows), length, pad, every=True, step=length)
+    assert all(np.array_equal(p.numpy(), q.numpy()) for p, q in zip(a, b))

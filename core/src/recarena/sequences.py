@@ -34,22 +34,36 @@ def last_items(users, indptr: np.ndarray, indices: np.ndarray, length: int, pad:
     return torch.from_numpy(_windows(indptr[u], indptr[u + 1], indices, length, pad))
 
 
-def training_windows(indptr: np.ndarray, indices: np.ndarray, length: int, pad: int, every: bool = False):
+def training_windows(indptr: np.ndarray, indices: np.ndarray, length: int, pad: int, every: bool = False,
+                     step: int | None = None):
     """SASRec's and GRU4Rec's training rows: per user with at least two items, the input window
     (the ``length`` items before the last one) and its targets (each position's next item;
     ``pad`` where the input is padding). With ``every``, a longer history gives further windows,
-    each the ``length`` items before the previous window's first, so every item after the first
-    is a target exactly once. -> (users int64 [R], inputs int64 [R, length], targets int64 [R, length])."""
+    each ending ``step`` items (default ``length``: windows that do not overlap) before the
+    next; every item after the first is a target exactly once: a window other than a user's
+    earliest keeps only its last ``step`` targets (the others are ``pad``), so with
+    ``step < length`` each of them is predicted from at least ``length - step`` items before it
+    instead of from the few at the start of a window.
+    -> (users int64 [R], inputs int64 [R, length], targets int64 [R, length])."""
     indptr, indices = np.asarray(indptr, np.int64), np.asarray(indices, np.int64)
+    step = length if step is None else int(step)
+    if not 1 <= step <= length:
+        raise ValueError(f"step must be in [1, length={length}], got {step}")
     users = np.flatnonzero(np.diff(indptr) >= 2).astype(np.int64)
     start, end = indptr[users], indptr[users + 1]
-    # one row per window: window j of a user ends its inputs j * length items before the last
-    n_win = -(-(end - start - 1) // length) if every else np.ones(len(users), np.int64)
+    # one row per window: window j of a user ends its targets j * step items before the last;
+    # the earliest window reaches the user's second item
+    n_win = 1 + np.maximum(0, -(-(end - start - 1 - length) // step)) if every else np.ones(len(users), np.int64)
     row_user = np.repeat(np.arange(len(users)), n_win)
     j = np.arange(len(row_user)) - np.repeat(np.cumsum(n_win) - n_win, n_win)
-    start, stop = start[row_user], end[row_user] - j * length  # targets end at stop, inputs one before
+    start, stop = start[row_user], end[row_user] - j * step  # targets end at stop, inputs one before
     inputs = _windows(start, stop - 1, indices, length, pad)
     targets = _windows(start + 1, stop, indices, length, pad)
+    if step < length:
+        # targets a later window (nearer the end) already has: all but the last `step` columns,
+        # except in a user's earliest window
+        earliest = j == n_win[row_user] - 1
+        targets[~earliest, : length - step] = pad
     return torch.from_numpy(users[row_user]), torch.from_numpy(inputs), torch.from_numpy(targets)
 
 
@@ -69,7 +83,9 @@ class SequentialRecommender(TorchRecommender):
       one as input and the item after each position as target (``training_windows``;
       ``train_windows="last"``, as SASRec and S3-Rec train), or with ``"all"`` the whole
       history cut into such windows, so a long history (ML-100K's: 106 items on average) is
-      trained on in full;
+      trained on in full, or with ``"overlap"`` in windows every ``max_len // 2`` items, each
+      target once, so every target past the first window is predicted from at least
+      ``max_len - max_len // 2`` items before it (twice the rows of ``"all"``);
     - the loss at every non-padding position (``loss_type``: ``ce`` or ``bce``, ``n_neg``);
     - scoring: the state after a user's last item against every item; from training (the
       network's ``last_seq`` buffer) or from a history given at scoring time (``context``:
@@ -93,7 +109,7 @@ class SequentialRecommender(TorchRecommender):
     _parameter_constraints = {
         "max_len": [Interval(int, 1, None)],
         "loss_type": [Options(*SEQUENCE_LOSSES)],
-        "train_windows": [Options("last", "all")],
+        "train_windows": [Options("last", "all", "overlap")],
     }
     max_len: int
     loss_type: str
@@ -124,8 +140,9 @@ class SequentialRecommender(TorchRecommender):
         return net
 
     def training_tensors(self, train, network):
-        users, inputs, targets = training_windows(*train.sequences(), int(self.max_len), train.n_items,
-                                                  every=self.train_windows == "all")
+        L = int(self.max_len)
+        users, inputs, targets = training_windows(*train.sequences(), L, train.n_items, every=self.train_windows != "last",
+                                                  step=max(1, L // 2) if self.train_windows == "overlap" else None)
         return {"user": users, "seq": inputs, "target": targets}
 
     def batch_maker(self, train, tensors, seed):

@@ -4,7 +4,9 @@ from recarena.testing import KIT_TRAINER, _implicit_data, parametrize_with_check
 from recarena_recvae import RecVAE
 
 
-@parametrize_with_checks([RecVAE(hidden=16, latent=8, epochs=16, batch_size=64, lr=0.03, enc_epochs=1, dec_epochs=1)])
+@parametrize_with_checks([RecVAE(hidden=16, latent=8, epochs=16, batch_size=64, lr=0.03, enc_epochs=1, dec_epochs=1),
+                          RecVAE(hidden=16, latent=8, epochs=16, batch_size=64, lr=0.03, enc_epochs=1, dec_epochs=1,
+                                 user_sampling="activity")])
 def test_conformance(model, check):
     check(model)
 
@@ -45,3 +47,35 @@ def test_mixture_must_be_three_weights_summing_to_one():
     train, _, _ = _implicit_data()
     with pytest.raises(ValueError, match="mixture.*three positive weights summing to 1"):
         RecVAE(mixture=(0.5, 0.6, 0.1), epochs=1).fit(train, None, seed=0, trainer=KIT_TRAINER)
+
+
+def test_activity_sampling_draws_users_in_proportion_to_their_items():
+    """user_sampling="activity": each batch's users are drawn with replacement, a user as often
+    as they have training items (RecBole's interaction-wise batches); "uniform" is each user once."""
+    import numpy as np
+
+    train, _, _ = _implicit_data()
+    seen = {"uniform": [], "activity": []}
+
+    class Spy(RecVAE):
+        def loss(self, net, batch):
+            if net.training:
+                seen[self.user_sampling].append(batch["user"].clone())
+            return super().loss(net, batch)
+
+    for how in seen:
+        m = Spy(hidden=8, latent=4, epochs=40, batch_size=30, enc_epochs=1, dec_epochs=1, lr=0.01, user_sampling=how)
+        m.fit(train, None, seed=0, trainer=KIT_TRAINER)
+    counts = train.user_counts()
+    users = np.flatnonzero(counts > 0)
+    uniform = torch.cat(seen["uniform"]).numpy()
+    # an epoch of "uniform" is each user exactly once
+    assert np.array_equal(np.sort(uniform[: len(users)]), users)
+    drawn = np.bincount(torch.cat(seen["activity"]).numpy(), minlength=len(counts))[users]
+    assert drawn.sum() == 40 * len(users)
+    # the frequencies follow the items per user: correlation near 1, and the heaviest users
+    # come several times as often as the lightest
+    assert np.corrcoef(drawn, counts[users])[0, 1] > 0.9
+    heavy, light = counts[users] >= np.quantile(counts[users], 0.8), counts[users] <= np.quantile(counts[users], 0.2)
+    ratio = counts[users][heavy].mean() / counts[users][light].mean()
+    assert drawn[heavy].mean() / drawn[light].mean() > 0.7 * ratio

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from recarena.autoencoders import UserRowRecommender
-from recarena.params import Interval
+from recarena.params import Interval, Options
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -84,11 +84,12 @@ class RecVAE(UserRowRecommender):
         "beta": [Interval(float, 0, None)], "dropout": [Interval(float, 0, 1, closed="left")],
         "enc_epochs": [Interval(int, 1, None)], "dec_epochs": [Interval(int, 1, None)],
         "mixture": [list, tuple], "noise_scale": [Interval(float, 0, None)],
+        "user_sampling": [Options("uniform", "activity")],
     }
 
     def __init__(self, hidden: int = 600, latent: int = 200, gamma: float = 0.005, beta: float = 0.2,
                  dropout: float = 0.5, enc_epochs: int = 3, dec_epochs: int = 1, mixture: tuple = (0.15, 0.75, 0.1),
-                 noise_scale: float = 1.0, epochs: int = 200, batch_size: int = 500, lr: float = 0.0005, optimizer: str = "adam",
+                 noise_scale: float = 1.0, user_sampling: str = "uniform", epochs: int = 200, batch_size: int = 500, lr: float = 0.0005, optimizer: str = "adam",
                  weight_decay: float = 0.0):
         self.hidden = hidden
         self.latent = latent
@@ -103,6 +104,11 @@ class RecVAE(UserRowRecommender):
         # paper's sampling; RecBole draws it with std .01, which leaves the KL term as a regulariser
         # of a nearly deterministic code
         self.noise_scale = noise_scale
+        # "uniform": an epoch is every user once, in random order (the paper's code);
+        # "activity": each batch's users are drawn with replacement in proportion to their
+        # number of training items, as RecBole's batches of interactions give (a user comes
+        # once per item of theirs), with an epoch still as many rows as users
+        self.user_sampling = user_sampling
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -122,6 +128,20 @@ class RecVAE(UserRowRecommender):
         n_users = int((train.user_counts() > 0).sum())
         return _Net(train.n_items, int(self.hidden), int(self.latent), tuple(float(w) for w in self.mixture),
                     math.ceil(n_users / int(self.batch_size)))
+
+    def batch_maker(self, train, tensors, seed):
+        make = super().batch_maker(train, tensors, seed)
+        if self.user_sampling == "uniform":
+            return make
+        users = tensors["user"]
+        counts = train.user_counts()[users.numpy()].astype(np.float64)
+        p = counts / counts.sum()
+        rng = np.random.default_rng(seed)
+
+        def draw(idx):
+            return make(torch.from_numpy(rng.choice(len(users), size=len(idx), p=p)))
+
+        return draw
 
     def phase(self, steps: int, steps_per_epoch: int) -> str:
         """``"encoder"`` or ``"decoder"``: which part update number ``steps`` trains."""
