@@ -79,3 +79,23 @@ def test_activity_sampling_draws_users_in_proportion_to_their_items():
     heavy, light = counts[users] >= np.quantile(counts[users], 0.8), counts[users] <= np.quantile(counts[users], 0.2)
     ratio = counts[users][heavy].mean() / counts[users][light].mean()
     assert drawn[heavy].mean() / drawn[light].mean() > 0.7 * ratio
+
+
+def test_xavier_init_gives_xavier_normal_weights_and_zero_biases():
+    import math
+
+    train, _, _ = _implicit_data()
+    nets = {}
+    for init in ("pytorch", "xavier"):
+        m = RecVAE(hidden=64, latent=32, epochs=1, init=init)
+        m._validate_params()
+        nets[init] = m.build_network(train)
+    fc = nets["xavier"].encoder.fc[1]  # 64 -> 64
+    want = math.sqrt(2.0 / (64 + 64))
+    assert abs(fc.weight.std().item() - want) / want < 0.1
+    assert all(torch.count_nonzero(lin.bias) == 0 for lin in nets["xavier"].modules() if isinstance(lin, torch.nn.Linear))
+    # PyTorch's own init draws biases, and its weights are uniform with a smaller spread
+    assert torch.count_nonzero(nets["pytorch"].encoder.fc[1].bias) > 0
+    # the prior's old encoder starts as the encoder
+    for a, b in zip(nets["xavier"].encoder.state_dict().values(), nets["xavier"].encoder_old.state_dict().values()):
+        assert torch.equal(a, b)

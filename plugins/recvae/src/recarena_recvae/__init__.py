@@ -84,12 +84,12 @@ class RecVAE(UserRowRecommender):
         "beta": [Interval(float, 0, None)], "dropout": [Interval(float, 0, 1, closed="left")],
         "enc_epochs": [Interval(int, 1, None)], "dec_epochs": [Interval(int, 1, None)],
         "mixture": [list, tuple], "noise_scale": [Interval(float, 0, None)],
-        "user_sampling": [Options("uniform", "activity")],
+        "user_sampling": [Options("uniform", "activity")], "init": [Options("pytorch", "xavier")],
     }
 
     def __init__(self, hidden: int = 600, latent: int = 200, gamma: float = 0.005, beta: float = 0.2,
                  dropout: float = 0.5, enc_epochs: int = 3, dec_epochs: int = 1, mixture: tuple = (0.15, 0.75, 0.1),
-                 noise_scale: float = 1.0, user_sampling: str = "uniform", epochs: int = 200, batch_size: int = 500, lr: float = 0.0005, optimizer: str = "adam",
+                 noise_scale: float = 1.0, user_sampling: str = "uniform", init: str = "pytorch", epochs: int = 200, batch_size: int = 500, lr: float = 0.0005, optimizer: str = "adam",
                  weight_decay: float = 0.0):
         self.hidden = hidden
         self.latent = latent
@@ -109,6 +109,9 @@ class RecVAE(UserRowRecommender):
         # number of training items, as RecBole's batches of interactions give (a user comes
         # once per item of theirs), with an epoch still as many rows as users
         self.user_sampling = user_sampling
+        # "pytorch": the layers' own initialisation (the paper's code); "xavier": Xavier-normal
+        # weights and zero biases, as RecBole initialises its RecVAE
+        self.init = init
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -126,8 +129,15 @@ class RecVAE(UserRowRecommender):
 
     def build_network(self, train):
         n_users = int((train.user_counts() > 0).sum())
-        return _Net(train.n_items, int(self.hidden), int(self.latent), tuple(float(w) for w in self.mixture),
-                    math.ceil(n_users / int(self.batch_size)))
+        net = _Net(train.n_items, int(self.hidden), int(self.latent), tuple(float(w) for w in self.mixture),
+                   math.ceil(n_users / int(self.batch_size)))
+        if self.init == "xavier":
+            for m in net.modules():
+                if isinstance(m, nn.Linear):
+                    nn.init.xavier_normal_(m.weight)
+                    nn.init.zeros_(m.bias)
+            net.encoder_old.load_state_dict(net.encoder.state_dict())
+        return net
 
     def batch_maker(self, train, tensors, seed):
         make = super().batch_maker(train, tensors, seed)
