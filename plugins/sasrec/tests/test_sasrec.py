@@ -12,7 +12,9 @@ TRAINER = {"progress_bar": False, "logger": "none"}
 
 @parametrize_with_checks([SASRec(dim=8, n_layers=1, heads=2, max_len=6, epochs=15, lr=0.01, batch_size=32, dropout=0.0),
                           SASRec(dim=8, n_layers=1, heads=1, max_len=4, epochs=20, lr=0.01, batch_size=32, dropout=0.1,
-                                 loss_type="bce", n_neg=2)])
+                                 loss_type="bce", n_neg=2),
+                          SASRec(dim=8, n_layers=1, heads=2, max_len=6, epochs=15, lr=0.01, batch_size=32, dropout=0.0,
+                                 train_windows="overlap")])
 def test_conformance(model, check):
     check(model)
 
