@@ -170,3 +170,30 @@ def test_overlapping_windows_make_each_item_a_target_once_after_at_least_length_
     a = training_windows(*_csr(rows), length, pad, every=True)
     b = training_windows(*_csr(rows), length, pad, every=True, step=length)
     assert all(np.array_equal(p.numpy(), q.numpy()) for p, q in zip(a, b))
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.integers(0, 14), min_size=1, max_size=6), st.integers(1, 6), st.integers(2, 5), st.data())
+def test_a_horizon_gives_each_position_the_next_k_items_of_the_whole_sequence(sizes, length, k, data):
+    every = data.draw(st.booleans())
+    step = data.draw(st.integers(1, length)) if every else None
+    rows, nxt = [], 0
+    for n in sizes:  # distinct items: an item names its place in its history
+        rows.append(list(range(nxt, nxt + n)))
+        nxt += n
+    pad = nxt
+    users, inputs, first = training_windows(*_csr(rows), length, pad, every=every, step=step)
+    u2, i2, targets = training_windows(*_csr(rows), length, pad, every=every, step=step, horizon=k)
+    assert targets.shape == (*first.shape, k)
+    one = training_windows(*_csr(rows), length, pad, every=every, step=step, horizon=1)
+    assert torch.equal(one[2], first)  # horizon 1: the next item, as before
+    # the same rows; the first target is the next item
+    assert torch.equal(users, u2) and torch.equal(inputs, i2) and torch.equal(targets[..., 0], first)
+    for u, t in zip(users.numpy(), targets.numpy()):
+        row = rows[u]
+        for p in np.flatnonzero(t[:, 0] != pad):
+            at = row.index(int(t[p, 0]))
+            # the k items from the first target on, across the window's end, pad past the history's
+            want = row[at:at + k]
+            assert t[p].tolist() == want + [pad] * (k - len(want))
+        assert (t[t[:, 0] == pad] == pad).all()

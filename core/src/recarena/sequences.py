@@ -35,7 +35,7 @@ def last_items(users, indptr: np.ndarray, indices: np.ndarray, length: int, pad:
 
 
 def training_windows(indptr: np.ndarray, indices: np.ndarray, length: int, pad: int, every: bool = False,
-                     step: int | None = None):
+                     step: int | None = None, horizon: int = 1):
     """SASRec's and GRU4Rec's training rows: per user with at least two items, the input window
     (the ``length`` items before the last one) and its targets (each position's next item;
     ``pad`` where the input is padding). With ``every``, a longer history gives further windows,
@@ -43,12 +43,18 @@ def training_windows(indptr: np.ndarray, indices: np.ndarray, length: int, pad: 
     next; every item after the first is a target exactly once: a window other than a user's
     earliest keeps only its last ``step`` targets (the others are ``pad``), so with
     ``step < length`` each of them is predicted from at least ``length - step`` items before it
-    instead of from the few at the start of a window.
-    -> (users int64 [R], inputs int64 [R, length], targets int64 [R, length])."""
+    instead of from the few at the start of a window. With ``horizon`` k > 1 each position's
+    targets are the next k items of the user's training sequence (SVAE's multi-step targets),
+    read from the whole sequence, so a window's last positions keep the items that follow it;
+    ``pad`` past the sequence's end and wherever the first target is ``pad``.
+    -> (users int64 [R], inputs int64 [R, length], targets int64 [R, length], or [R, length, k]
+    with ``horizon`` k > 1: ``targets[..., 0]`` is the next item)."""
     indptr, indices = np.asarray(indptr, np.int64), np.asarray(indices, np.int64)
     step = length if step is None else int(step)
     if not 1 <= step <= length:
         raise ValueError(f"step must be in [1, length={length}], got {step}")
+    if horizon < 1:
+        raise ValueError(f"horizon must be at least 1, got {horizon}")
     users = np.flatnonzero(np.diff(indptr) >= 2).astype(np.int64)
     start, end = indptr[users], indptr[users + 1]
     # one row per window: window j of a user ends its targets j * step items before the last;
@@ -64,6 +70,16 @@ def training_windows(indptr: np.ndarray, indices: np.ndarray, length: int, pad: 
         # except in a user's earliest window
         earliest = j == n_win[row_user] - 1
         targets[~earliest, : length - step] = pad
+    if horizon > 1:
+        # column t's first target sits at stop - length + t; the j-th after it at that + j,
+        # up to the user's last training item
+        first = stop[:, None, None] - length + np.arange(length)[None, :, None]
+        pos = first + np.arange(horizon)[None, None, :]
+        inside = (pos < end[row_user][:, None, None]) & (targets[:, :, None] != pad)
+        if len(indices):
+            targets = np.where(inside, indices[np.clip(pos, 0, len(indices) - 1)], pad).astype(np.int64)
+        else:
+            targets = np.full(pos.shape, pad, np.int64)
     return torch.from_numpy(users[row_user]), torch.from_numpy(inputs), torch.from_numpy(targets)
 
 
@@ -130,6 +146,11 @@ class SequentialRecommender(TorchRecommender):
             return h @ network.item_emb.weight[:-1].T
         return (network.item_emb(items) * h.unsqueeze(-2)).sum(-1)
 
+    def target_horizon(self) -> int:
+        """How many upcoming items each position is trained to predict (1: the next item; k > 1
+        needs ``loss_type="ce"``: a multinomial over the next k items, SVAE's ``next_k``)."""
+        return 1
+
     # ---- the base's part -----------------------------------------------------------------
     def build_network(self, train):
         net = self.build_encoder(train.n_items)
@@ -142,7 +163,8 @@ class SequentialRecommender(TorchRecommender):
     def training_tensors(self, train, network):
         L = int(self.max_len)
         users, inputs, targets = training_windows(*train.sequences(), L, train.n_items, every=self.train_windows != "last",
-                                                  step=max(1, L // 2) if self.train_windows == "overlap" else None)
+                                                  step=max(1, L // 2) if self.train_windows == "overlap" else None,
+                                                  horizon=self.target_horizon())
         return {"user": users, "seq": inputs, "target": targets}
 
     def batch_maker(self, train, tensors, seed):
@@ -165,8 +187,17 @@ class SequentialRecommender(TorchRecommender):
         return (tensors["seq"] < self.n_items_).sum(1)
 
     def next_item_loss(self, network, h, batch):
-        """The ``loss_type`` loss at the positions that have a next item: ``h`` float32 [B, L, dim]."""
+        """The ``loss_type`` loss at the positions that have a next item: ``h`` float32 [B, L, dim],
+        ``batch["target"]`` int64 [B, L] (or [B, L, k]: the next k items, ``pad`` where none;
+        their mean cross-entropy, each position weighted once)."""
         target = batch["target"]
+        if target.dim() == 3:
+            real = target[..., 0] < self.n_items_
+            logp = F.log_softmax(self.output(network, h[real]), -1)  # [M, n_items]
+            t = target[real]  # [M, k]
+            known = t < self.n_items_
+            picked = logp.gather(1, t.clamp(max=self.n_items_ - 1)) * known
+            return -(picked.sum(1) / known.sum(1)).mean()
         real = target < self.n_items_
         h, t = h[real], target[real]  # [M, dim], [M]
         if self.loss_type == "ce":

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from recarena.data.synthetic import walks
@@ -9,7 +10,9 @@ TRAINER = {"progress_bar": False, "logger": "none"}
 
 
 @parametrize_with_checks([SVAE(dim=8, hidden=16, latent=8, max_len=6, epochs=30, lr=0.01, batch_size=32, dropout=0.0, anneal_cap=0.05,
-                               anneal_steps=50)])
+                               anneal_steps=50),
+                          SVAE(dim=8, hidden=16, latent=8, max_len=6, epochs=30, lr=0.01, batch_size=32, dropout=0.0, anneal_cap=0.05,
+                               anneal_steps=50, next_k=3, train_windows="all")])
 def test_conformance(model, check):
     check(model)
 
@@ -37,3 +40,26 @@ def test_the_kl_weight_pulls_the_posterior_to_the_prior():
     free = SVAE(anneal_cap=0.0, **kw).fit(walks(), trainer=TRAINER)
     held = SVAE(anneal_cap=1.0, **kw).fit(walks(), trainer=TRAINER)
     assert _kl(held) < 0.5 * _kl(free)
+
+
+def test_next_k_is_the_mean_cross_entropy_of_each_positions_next_k_items():
+    m = SVAE(dim=8, hidden=16, latent=8, max_len=5, epochs=1, batch_size=16, next_k=3, train_windows="all").fit(walks(), trainer=TRAINER)
+    from recarena.sequences import training_windows
+
+    users, seq, target = training_windows(*walks().sequences(), 5, m.n_items_, every=True, horizon=3)
+    batch = {"user": users[:16], "seq": seq[:16], "target": target[:16]}
+    net = m.network_.eval()
+    with torch.no_grad():
+        mu = net(batch["seq"])[0]
+        got = float(m.next_item_loss(net, mu, batch))
+        logp = torch.log_softmax(net.decoder(mu), -1).numpy()
+    want = []
+    for b, t in np.argwhere(target[:16, :, 0].numpy() < m.n_items_):
+        items = [i for i in target[b, t].tolist() if i < m.n_items_]
+        want.append(-np.mean([logp[b, t, i] for i in items]))
+    assert got == pytest.approx(float(np.mean(want)), rel=1e-5)
+
+
+def test_next_k_needs_the_softmax_loss_and_says_so_before_fitting():
+    with pytest.raises(ValueError, match="next_k.*ce"):
+        SVAE(next_k=2, loss_type="bce").fit(walks())
