@@ -51,7 +51,7 @@ def test_mixture_must_be_three_weights_summing_to_one():
 
 def test_activity_sampling_draws_users_in_proportion_to_their_items():
     """user_sampling="activity": each batch's users are drawn with replacement, a user as often
-    as they have training items (RecBole's interaction-wise batches); "uniform" is each user once."""
+    as they have training items (what interaction-wise batches give); "uniform" is each user once."""
     import numpy as np
 
     train, _, _ = _implicit_data()

@@ -104,10 +104,11 @@ class RecVAE(UserRowRecommender):
         # paper's sampling; RecBole draws it with std .01, which leaves the KL term as a regulariser
         # of a nearly deterministic code
         self.noise_scale = noise_scale
-        # "uniform": an epoch is every user once, in random order (the paper's code);
+        # "uniform": an epoch is every user once, in random order (the paper's code, and
+        # RecBole's: its RecVAE trains on batches of users, recbole.data.utils._get_AE_dataloader);
         # "activity": each batch's users are drawn with replacement in proportion to their
-        # number of training items, as RecBole's batches of interactions give (a user comes
-        # once per item of theirs), with an epoch still as many rows as users
+        # number of training items (a user once per item of theirs, as interaction-wise
+        # batches would give), with an epoch still as many rows as users
         self.user_sampling = user_sampling
         # "pytorch": the layers' own initialisation (the paper's code); "xavier": Xavier-normal
         # weights and zero biases, as RecBole initialises its RecVAE
