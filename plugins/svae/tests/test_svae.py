@@ -12,7 +12,9 @@ TRAINER = {"progress_bar": False, "logger": "none"}
 @parametrize_with_checks([SVAE(dim=8, hidden=16, latent=8, max_len=6, epochs=30, lr=0.01, batch_size=32, dropout=0.0, anneal_cap=0.05,
                                anneal_steps=50),
                           SVAE(dim=8, hidden=16, latent=8, max_len=6, epochs=30, lr=0.01, batch_size=32, dropout=0.0, anneal_cap=0.05,
-                               anneal_steps=50, next_k=3, train_windows="all")])
+                               anneal_steps=50, next_k=3, train_windows="all"),
+                          SVAE(dim=8, hidden=16, latent=8, max_len=6, epochs=30, lr=0.01, batch_size=32, dropout=0.0, anneal_cap=0.05,
+                               anneal_steps=50, tie_items=True, init="xavier")])
 def test_conformance(model, check):
     check(model)
 
@@ -63,3 +65,29 @@ def test_next_k_is_the_mean_cross_entropy_of_each_positions_next_k_items():
 def test_next_k_needs_the_softmax_loss_and_says_so_before_fitting():
     with pytest.raises(ValueError, match="next_k.*ce"):
         SVAE(next_k=2, loss_type="bce").fit(walks())
+
+
+def test_tied_items_score_the_decoded_state_against_the_item_embeddings():
+    m = SVAE(dim=8, hidden=16, latent=8, max_len=5, epochs=2, batch_size=16, tie_items=True).fit(walks(), trainer=TRAINER)
+    net = m.network_.eval()
+    # no [hidden, n_items] output layer: the decoder ends in the embedding width
+    assert net.decoder[-1].out_features == 8
+    users = np.arange(10)
+    with torch.no_grad():
+        state = net.decoder(net(net.last_seq[users])[0][:, -1])  # [10, dim]
+        want = state.numpy() @ net.item_emb.weight[:-1].numpy().T + net.item_bias.numpy()
+        got = m.score_users(net, torch.from_numpy(users)).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_xavier_init_starts_the_embeddings_small_and_the_recurrence_orthogonal():
+    kw = dict(dim=32, hidden=16, latent=8, max_len=5, epochs=1, batch_size=16)
+    torch.manual_seed(0)
+    default = SVAE(**kw).build_encoder(100)
+    xavier = SVAE(init="xavier", **kw).build_encoder(100)
+    # PyTorch's embedding rows are N(0, 1); Xavier-normal's std is sqrt(2 / (101 + 32))
+    assert float(default.item_emb.weight.detach()[:-1].std()) == pytest.approx(1.0, rel=0.1)
+    assert float(xavier.item_emb.weight.detach()[:-1].std()) == pytest.approx((2 / 133) ** 0.5, rel=0.1)
+    assert (xavier.item_emb.weight[-1] == 0).all()  # the padding row stays zero
+    w = xavier.gru.weight_hh_l0.detach()  # [3 * hidden, hidden], orthonormal columns
+    np.testing.assert_allclose((w.T @ w).numpy(), np.eye(16), atol=1e-5)

@@ -12,12 +12,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from recarena.params import Interval
+from recarena.params import Interval, Options
 from recarena.sequences import SequentialRecommender
 
 
 class _Net(nn.Module):
-    def __init__(self, n_items, dim, hidden, latent, dropout):
+    def __init__(self, n_items, dim, hidden, latent, dropout, tie_items=False, init="pytorch"):
         super().__init__()
         self.n_items = n_items
         self.item_emb = nn.Embedding(n_items + 1, dim, padding_idx=n_items)  # last id pads
@@ -25,7 +25,16 @@ class _Net(nn.Module):
         # bias-free, as GRU4Rec's: leading padding (the zero row) leaves the state at zero
         self.gru = nn.GRU(dim, hidden, batch_first=True, bias=False)
         self.posterior = nn.Linear(hidden, 2 * latent)  # -> (mu, log variance)
-        self.decoder = nn.Sequential(nn.Linear(latent, hidden), nn.Tanh(), nn.Linear(hidden, n_items))
+        # tie_items: the decoder ends in the item embeddings (GRU4Rec's scoring) and a bias per
+        # item instead of its own [hidden, n_items] layer
+        self.decoder = nn.Sequential(nn.Linear(latent, hidden), nn.Tanh(), nn.Linear(hidden, dim if tie_items else n_items))
+        self.item_bias = nn.Parameter(torch.zeros(n_items)) if tie_items else None
+        if init == "xavier":
+            # GRU4Rec's: small embedding rows (N(0, 1) ones, PyTorch's default, give tied
+            # scores of size sqrt(dim) before any training), an orthogonal recurrence
+            nn.init.xavier_normal_(self.item_emb.weight)
+            for name, w in self.gru.named_parameters():
+                nn.init.xavier_uniform_(w) if "weight_ih" in name else nn.init.orthogonal_(w)
         # batches seen, for the KL annealing: a buffer, so it restarts with each fit
         self.register_buffer("steps", torch.zeros((), dtype=torch.int64))
         self.item_emb.weight.data[n_items].zero_()
@@ -41,11 +50,12 @@ class SVAE(SequentialRecommender):
     _parameter_constraints = {
         "dim": [Interval(int, 1, None)], "hidden": [Interval(int, 1, None)], "latent": [Interval(int, 1, None)],
         "dropout": [Interval(float, 0, 1, closed="left")], "anneal_cap": [Interval(float, 0, None)],
-        "anneal_steps": [Interval(int, 1, None)], "next_k": [Interval(int, 1, None)],
+        "anneal_steps": [Interval(int, 1, None)], "next_k": [Interval(int, 1, None)], "tie_items": [bool],
+        "init": [Options("pytorch", "xavier")],
     }
 
     def __init__(self, dim: int = 64, hidden: int = 128, latent: int = 64, dropout: float = 0.3,
-                 anneal_cap: float = 0.2, anneal_steps: int = 20000, next_k: int = 1, max_len: int = 50, train_windows: str = "last", loss_type: str = "ce",
+                 anneal_cap: float = 0.2, anneal_steps: int = 20000, next_k: int = 1, tie_items: bool = False, init: str = "pytorch", max_len: int = 50, train_windows: str = "last", loss_type: str = "ce",
                  n_neg: int = 1, neg_sampling: str = "uniform", lr: float = 0.001, weight_decay: float = 0.0,
                  epochs: int = 200, batch_size: int = 256, optimizer: str = "adam"):
         self.dim = dim
@@ -55,6 +65,9 @@ class SVAE(SequentialRecommender):
         self.anneal_cap = anneal_cap
         self.anneal_steps = anneal_steps
         self.next_k = next_k
+        self.tie_items = tie_items
+        # "pytorch": the layers' own initialisation (the paper's code); "xavier": GRU4Rec's
+        self.init = init
         self.max_len = max_len
         self.train_windows = train_windows
         self.loss_type = loss_type
@@ -77,14 +90,19 @@ class SVAE(SequentialRecommender):
         return int(self.next_k)
 
     def build_encoder(self, n_items):
-        return _Net(n_items, int(self.dim), int(self.hidden), int(self.latent), float(self.dropout))
+        return _Net(n_items, int(self.dim), int(self.hidden), int(self.latent), float(self.dropout), bool(self.tie_items), str(self.init))
 
     def encode(self, network, seq):
         return network(seq)[0]  # the posterior mean: scoring is deterministic
 
     def output(self, network, h, items=None):
-        logits = network.decoder(h)
-        return logits if items is None else logits.gather(-1, items)
+        out = network.decoder(h)
+        bias = getattr(network, "item_bias", None)  # absent from networks saved before tie_items
+        if bias is None:  # out: logits of every item [..., n_items]
+            return out if items is None else out.gather(-1, items)
+        if items is None:  # out: a state [..., dim] scored against the item embeddings
+            return out @ network.item_emb.weight[:-1].T + bias
+        return (network.item_emb(items) * out.unsqueeze(-2)).sum(-1) + bias[items]
 
     def loss(self, network, batch):
         batch = self.trim(batch)
