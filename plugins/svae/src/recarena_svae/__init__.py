@@ -5,7 +5,10 @@ likelihood of the next item plus the KL divergence to N(0, I), weighted by beta 
 linearly from 0 to ``anneal_cap`` over ``anneal_steps`` batches (Mult-VAE's annealing);
 scored from the posterior mean. ``next_k`` > 1 trains each position on the paper's
 multi-step targets (its default ``next_k`` loss, k = 4): a multinomial over the next k items
-of the user's training sequence; 1 predicts the next item only, what the protocols here judge."""
+of the user's training sequence; 1 predicts the next item only, what the protocols here judge.
+``tie_items`` ends the decoder in the item embeddings (a state of width ``dim`` scored by dot
+product, plus a bias per item) instead of its own output layer over the catalogue;
+``init="xavier"`` initialises as GRU4Rec does (the defaults are the paper's code's)."""
 
 from __future__ import annotations
 
