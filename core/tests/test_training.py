@@ -150,6 +150,19 @@ def test_ema_setting_fits_the_exponential_average_of_the_weights(split):
         TinyMF(epochs=1).fit(train, seed=0, trainer={**QUIET, "ema": 1.5})
 
 
+def test_ema_with_early_stopping_keeps_the_averaged_weights_validation_chose(split):
+    # validation scores the averaged weights; the model restored from the best checkpoint must
+    # be those same weights, not the raw ones of that epoch (a weights-only checkpoint skips
+    # the averaging callback's hook and holds the raw ones)
+    ev = RatingEvaluator(split.valid)
+    mon = Monitor("rmse", "min", ev.evaluate)
+    m = TinyMF(dim=32, lr=0.05, epochs=60).fit(split.train, split.valid, monitor=mon, trainer={**QUIET, "patience": 3, "ema": 0.9})
+    hist = [h["rmse"] for h in mon.history]
+    assert m.epochs_trained_ < 60, "early stopping never triggered"
+    assert m.best_epoch_ == int(np.argmin(hist)) < len(hist) - 1
+    assert ev.evaluate(m)["rmse"] == pytest.approx(min(hist), abs=1e-6)
+
+
 def test_weight_averaging_copies_the_network_not_the_recommender(split):
     """Lightning's EMA deep-copies the LightningModule: the recommender, its evaluator and the
     monitor must stay shared, only the network is copied."""

@@ -454,6 +454,9 @@ class TorchRecommender(Recommender):
         ckpt_dir = run_dir / "checkpoints"
         ckpt = None
         val_loader = None
+        ema = float(settings["ema"] or 0.0)
+        if not 0.0 <= ema < 1.0:
+            raise RecArenaError(f"trainer setting 'ema' is the averaging decay, in [0, 1); got {ema}.")
         if monitor is not None:
             from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
@@ -461,14 +464,13 @@ class TorchRecommender(Recommender):
             callbacks.append(EarlyStopping(key, patience=int(settings["patience"]), mode=monitor.mode))
             ckpt = ModelCheckpoint(
                 dirpath=ckpt_dir, monitor=key, mode=monitor.mode, save_top_k=1,
-                filename="best", enable_version_counter=False, save_weights_only=True,
+                # a weights-only checkpoint skips the callbacks' on_save_checkpoint, so under EMA it
+                # would hold the raw weights instead of the averaged ones validation scored
+                filename="best", enable_version_counter=False, save_weights_only=not ema,
             )
             callbacks.append(ckpt)
             # one dummy batch per validation pass: the evaluator does its own chunking
             val_loader = torch.utils.data.DataLoader([0], batch_size=None)
-        ema = float(settings["ema"] or 0.0)
-        if not 0.0 <= ema < 1.0:
-            raise RecArenaError(f"trainer setting 'ema' is the averaging decay, in [0, 1); got {ema}.")
         if ema:
             from lightning.pytorch.callbacks import EMAWeightAveraging
 
