@@ -197,3 +197,32 @@ def test_a_horizon_gives_each_position_the_next_k_items_of_the_whole_sequence(si
             want = row[at:at + k]
             assert t[p].tolist() == want + [pad] * (k - len(want))
         assert (t[t[:, 0] == pad] == pad).all()
+
+
+def test_a_target_horizon_with_sampled_negatives_is_refused_before_training():
+    from torch import nn
+
+    from recarena.data.synthetic import walks
+    from recarena.sequences import SequentialRecommender
+
+    class Horizon(SequentialRecommender):
+        def __init__(self, loss_type="bce", max_len=4, train_windows="last", n_neg=1, neg_sampling="uniform",
+                     lr=0.01, weight_decay=0.0, epochs=1, batch_size=16, optimizer="adam"):
+            self.loss_type, self.max_len, self.train_windows, self.n_neg = loss_type, max_len, train_windows, n_neg
+            self.neg_sampling, self.lr, self.weight_decay = neg_sampling, lr, weight_decay
+            self.epochs, self.batch_size, self.optimizer = epochs, batch_size, optimizer
+
+        def target_horizon(self):
+            return 3
+
+        def build_encoder(self, n_items):
+            net = nn.Module()
+            net.item_emb = nn.Embedding(n_items + 1, 4, padding_idx=n_items)
+            return net
+
+        def encode(self, network, seq):
+            return network.item_emb(seq)
+
+    with pytest.raises(RecArenaError, match='next 3 items train with loss_type "ce" only, got "bce"'):
+        Horizon().fit(walks(), trainer={"progress_bar": False, "logger": "none"})
+    Horizon(loss_type="ce").fit(walks(), trainer={"progress_bar": False, "logger": "none"})  # ce trains

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recarena.base import Capabilities, Task
+from recarena.errors import RecArenaError
 from recarena.params import Interval, Options
 from recarena.torch_model import Batch, TorchRecommender
 
@@ -162,6 +163,9 @@ class SequentialRecommender(TorchRecommender):
 
     def training_tensors(self, train, network):
         L = int(self.max_len)
+        if self.target_horizon() > 1 and self.loss_type != "ce":
+            raise RecArenaError(f"{type(self).__name__}: targets over the next {self.target_horizon()} items train with "
+                                f'loss_type "ce" only, got "{self.loss_type}"')
         users, inputs, targets = training_windows(*train.sequences(), L, train.n_items, every=self.train_windows != "last",
                                                   step=max(1, L // 2) if self.train_windows == "overlap" else None,
                                                   horizon=self.target_horizon())
