@@ -276,6 +276,15 @@ def batch_l2(reg: float, *rows: torch.Tensor) -> torch.Tensor | float:
     return reg * sum(r.pow(2).sum() for r in rows) / len(rows[0]) if reg else 0.0
 
 
+def init_item_gru(item_emb: nn.Embedding, gru: nn.GRU) -> None:
+    """GRU4Rec's initialisation, in place: Xavier-normal item embeddings (small rows, so scores
+    against them start small), Xavier-uniform input weights and orthogonal recurrent weights.
+    The caller zeroes its padding row afterwards."""
+    nn.init.xavier_normal_(item_emb.weight)
+    for name, w in gru.named_parameters():
+        nn.init.xavier_uniform_(w) if "weight_ih" in name else nn.init.orthogonal_(w)
+
+
 def causal_mask(real: torch.Tensor) -> torch.Tensor:
     """Which keys each query may attend to: ``real`` bool [B, L] (False at padding) -> bool
     [B, L, L], True where key k <= query q and k is a real item. A padding query keeps its own

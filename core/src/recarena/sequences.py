@@ -190,19 +190,22 @@ class SequentialRecommender(TorchRecommender):
     def batch_lengths(self, tensors):
         return (tensors["seq"] < self.n_items_).sum(1)
 
+    def has_target(self, target: torch.Tensor) -> torch.Tensor:
+        """bool [B, L]: the positions that have a next item (``target`` int64 [B, L] or [B, L, k])."""
+        return (target[..., 0] if target.dim() == 3 else target) < self.n_items_
+
     def next_item_loss(self, network, h, batch):
         """The ``loss_type`` loss at the positions that have a next item: ``h`` float32 [B, L, dim],
         ``batch["target"]`` int64 [B, L] (or [B, L, k]: the next k items, ``pad`` where none;
         their mean cross-entropy, each position weighted once)."""
         target = batch["target"]
+        real = self.has_target(target)
         if target.dim() == 3:
-            real = target[..., 0] < self.n_items_
             logp = F.log_softmax(self.output(network, h[real]), -1)  # [M, n_items]
             t = target[real]  # [M, k]
             known = t < self.n_items_
             picked = logp.gather(1, t.clamp(max=self.n_items_ - 1)) * known
             return -(picked.sum(1) / known.sum(1)).mean()
-        real = target < self.n_items_
         h, t = h[real], target[real]  # [M, dim], [M]
         if self.loss_type == "ce":
             return F.cross_entropy(self.output(network, h), t)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from recarena.nn import init_item_gru
 from recarena.params import Interval
 from recarena.sequences import SequentialRecommender
 
@@ -20,9 +21,7 @@ class _Net(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.gru = nn.GRU(dim, hidden, n_layers, batch_first=True, bias=False)
         self.proj = nn.Linear(hidden, dim)
-        nn.init.xavier_normal_(self.item_emb.weight)
-        for name, w in self.gru.named_parameters():
-            nn.init.xavier_uniform_(w) if "weight_ih" in name else nn.init.orthogonal_(w)
+        init_item_gru(self.item_emb, self.gru)
         self.item_emb.weight.data[n_items].zero_()
 
     def forward(self, seq):

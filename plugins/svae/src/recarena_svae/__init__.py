@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from recarena.nn import init_item_gru
 from recarena.params import Interval, Options
 from recarena.sequences import SequentialRecommender
 
@@ -35,9 +36,7 @@ class _Net(nn.Module):
         if init == "xavier":
             # GRU4Rec's: small embedding rows (N(0, 1) ones, PyTorch's default, give tied
             # scores of size sqrt(dim) before any training), an orthogonal recurrence
-            nn.init.xavier_normal_(self.item_emb.weight)
-            for name, w in self.gru.named_parameters():
-                nn.init.xavier_uniform_(w) if "weight_ih" in name else nn.init.orthogonal_(w)
+            init_item_gru(self.item_emb, self.gru)
         # batches seen, for the KL annealing: a buffer, so it restarts with each fit
         self.register_buffer("steps", torch.zeros((), dtype=torch.int64))
         self.item_emb.weight.data[n_items].zero_()
@@ -112,7 +111,7 @@ class SVAE(SequentialRecommender):
         mu, logvar = network(batch["seq"])
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
         nll = self.next_item_loss(network, z, batch)
-        real = (batch["target"][..., 0] if batch["target"].dim() == 3 else batch["target"]) < self.n_items_
+        real = self.has_target(batch["target"])
         kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar)[real].sum(-1).mean()
         beta = min(float(self.anneal_cap), float(self.anneal_cap) * int(network.steps) / int(self.anneal_steps))
         network.steps += 1
