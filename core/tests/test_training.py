@@ -150,6 +150,23 @@ def test_ema_setting_fits_the_exponential_average_of_the_weights(split):
         TinyMF(epochs=1).fit(train, seed=0, trainer={**QUIET, "ema": 1.5})
 
 
+def test_gradient_clip_scales_the_whole_gradient_down_to_the_given_norm(split):
+    # full-batch SGD, one step: w1 = w0 - lr g; clipped, w1 = w0 - lr g min(1, c / |g|), with |g|
+    # the norm of every parameter's gradient together
+    def weights(lr, **trainer):
+        net = TinyMF(dim=8, lr=lr, epochs=1, batch_size=10**6, optimizer="sgd").fit(
+            split.train, seed=3, trainer={**QUIET, **trainer}).network_
+        return torch.cat([net.user_emb.weight.detach().ravel(), net.item_emb.weight.detach().ravel()])
+
+    w0, w1 = weights(0.0), weights(0.5)
+    norm = float((w1 - w0).norm()) / 0.5
+    c = norm / 4
+    torch.testing.assert_close(weights(0.5, gradient_clip=c) - w0, (w1 - w0) * c / norm)
+    torch.testing.assert_close(weights(0.5, gradient_clip=2 * norm), w1)  # under the limit: untouched
+    with pytest.raises(Exception, match="gradient_clip"):
+        TinyMF(epochs=1).fit(split.train, seed=0, trainer={**QUIET, "gradient_clip": -1.0})
+
+
 def test_ema_with_early_stopping_keeps_the_averaged_weights_validation_chose(split):
     # validation scores the averaged weights; the model restored from the best checkpoint must
     # be those same weights, not the raw ones of that epoch (a weights-only checkpoint skips

@@ -100,8 +100,9 @@ class _Shared:
     """Holds the recommender and its monitor for the LightningModule without making them part
     of it: Lightning's weight averaging deep-copies the module, and must not copy these."""
 
-    def __init__(self, owner, monitor):
+    def __init__(self, owner, monitor, gradient_clip=0.0):
         self.owner, self.monitor = owner, monitor
+        self.gradient_clip = float(gradient_clip or 0.0)
 
     def __deepcopy__(self, memo):
         return self
@@ -177,9 +178,9 @@ class IndexBatches(torch.utils.data.IterableDataset):
 class _Module(L.LightningModule):
     """The generic LightningModule: the plugin supplies the network and loss."""
 
-    def __init__(self, owner: TorchRecommender, network: nn.Module, monitor: Monitor | None):
+    def __init__(self, owner: TorchRecommender, network: nn.Module, monitor: Monitor | None, gradient_clip: float = 0.0):
         super().__init__()
-        self.shared = _Shared(owner, monitor)
+        self.shared = _Shared(owner, monitor, gradient_clip)
         self.network = network
         self._loss_sum = None
         self._loss_n = 0
@@ -195,6 +196,7 @@ class _Module(L.LightningModule):
                 opt.zero_grad(set_to_none=True)
                 value = self.shared.owner.loss(self.network, batch)
                 self.manual_backward(value)
+                self._clip(opt)
                 return value
 
             loss = opt.step(closure=closure)
@@ -202,12 +204,18 @@ class _Module(L.LightningModule):
             loss = self.shared.owner.loss(self.network, batch)
             opt.zero_grad(set_to_none=True)
             self.manual_backward(loss)
+            self._clip(opt)
             opt.step()
         # accumulate without a host sync per step; logged once per epoch
         d = loss.detach()
         self._loss_sum = d if self._loss_sum is None else self._loss_sum + d
         self._loss_n += 1
         return loss
+
+    def _clip(self, opt):
+        if self.shared.gradient_clip:
+            # manual optimization: Lightning's Trainer(gradient_clip_val=) does not apply
+            self.clip_gradients(opt, gradient_clip_val=self.shared.gradient_clip, gradient_clip_algorithm="norm")
 
     def transfer_batch_to_device(self, batch, device, dataloader_idx):
         # batches are flat dicts of tensors: skip Lightning's generic collection walk
@@ -446,7 +454,7 @@ class TorchRecommender(Recommender):
         data = IndexBatches(tensors, int(self.batch_size), self.seed_, self.batch_maker(train, tensors, self.seed_),
                             lengths=self.batch_lengths(tensors))
         loader = torch.utils.data.DataLoader(data, batch_size=None, num_workers=0)
-        module = _Module(self, network, monitor)
+        module = _Module(self, network, monitor, settings["gradient_clip"])
         self.epoch_seconds_: list[float] = []  # wall seconds of each epoch's training pass
 
         callbacks: list[L.Callback] = []
@@ -457,6 +465,10 @@ class TorchRecommender(Recommender):
         ema = float(settings["ema"] or 0.0)
         if not 0.0 <= ema < 1.0:
             raise RecArenaError(f"trainer setting 'ema' is the averaging decay, in [0, 1); got {ema}.")
+        from recarena.params import validate_mapping
+
+        # a config's trainer block was checked before the run; a direct fit(trainer=...) is here
+        validate_mapping(TRAINER_CONSTRAINTS, settings, owner="the trainer settings")
         if monitor is not None:
             from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 

@@ -27,6 +27,9 @@ TRAINER_KEYS = {
     # decay of an exponential moving average of the weights, updated every optimizer step
     # (0: off); validation, the best checkpoint and the fitted model then use the average
     "ema": 0.0,
+    # largest L2 norm of all gradients together at each optimizer step; larger ones are scaled
+    # down to it (0: off). GRU models' remedy for exploding gradients (SVAE's code clips at .25)
+    "gradient_clip": 0.0,
 }
 
 #: what each trainer setting may be, checked with the plugin's parameters before any work
@@ -37,4 +40,5 @@ TRAINER_CONSTRAINTS = {
     "wandb_mode": [Options("offline", "online", "disabled")], "wandb_project": [str], "wandb_group": [str, None],
     "check_val_every_n_epoch": [Interval(int, 1, None)], "deterministic": [bool, Options("warn")],
     "run_dir": [str, None], "max_time": [str, None], "ema": [Interval(float, 0, 1, closed="left")],
+    "gradient_clip": [Interval(float, 0, None)],
 }
