@@ -14,7 +14,9 @@ TRAINER = {"progress_bar": False, "logger": "none"}
                           SVAE(dim=8, hidden=16, latent=8, max_len=6, epochs=30, lr=0.01, batch_size=32, dropout=0.0, anneal_cap=0.05,
                                anneal_steps=50, next_k=3, train_windows="all"),
                           SVAE(dim=8, hidden=16, latent=8, max_len=6, epochs=30, lr=0.01, batch_size=32, dropout=0.0, anneal_cap=0.05,
-                               anneal_steps=50, tie_items=True, init="xavier")])
+                               anneal_steps=50, tie_items=True, init="xavier"),
+                          SVAE(dim=8, hidden=16, latent=8, max_len=6, epochs=30, lr=0.01, batch_size=32, dropout=0.0, anneal_cap=0.05,
+                               anneal_steps=50, encoder_hidden=12, init="xavier")])
 def test_conformance(model, check):
     check(model)
 
@@ -91,3 +93,18 @@ def test_xavier_init_starts_the_embeddings_small_and_the_recurrence_orthogonal()
     assert (xavier.item_emb.weight[-1] == 0).all()  # the padding row stays zero
     w = xavier.gru.weight_hh_l0.detach()  # [3 * hidden, hidden], orthonormal columns
     np.testing.assert_allclose((w.T @ w).numpy(), np.eye(16), atol=1e-5)
+
+
+def test_encoder_hidden_reads_the_gru_state_through_the_papers_encoder_layer():
+    m = SVAE(dim=8, hidden=16, latent=4, max_len=5, epochs=1, batch_size=16, encoder_hidden=12).fit(walks(), trainer=TRAINER)
+    net = m.network_.eval()
+    layer = net.encoder[0]
+    assert (layer.in_features, layer.out_features, net.posterior.in_features) == (16, 12, 12)
+    seq = net.last_seq[:5]
+    with torch.no_grad():
+        h, _ = net.gru(net.item_emb(seq))  # [5, T, 16]
+        want = (torch.tanh(h @ layer.weight.T + layer.bias) @ net.posterior.weight.T + net.posterior.bias)[..., :4]
+        torch.testing.assert_close(net(seq)[0], want)
+    # 0 keeps the state's tanh only: no parameters between the GRU and the posterior
+    plain = SVAE(dim=8, hidden=16, latent=4).build_encoder(20)
+    assert plain.posterior.in_features == 16 and not list(plain.encoder.parameters())

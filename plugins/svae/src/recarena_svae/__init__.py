@@ -8,7 +8,9 @@ multi-step targets (its default ``next_k`` loss, k = 4): a multinomial over the 
 of the user's training sequence; 1 predicts the next item only, what the protocols here judge.
 ``tie_items`` ends the decoder in the item embeddings (a state of width ``dim`` scored by dot
 product, plus a bias per item) instead of its own output layer over the catalogue;
-``init="xavier"`` initialises as GRU4Rec does (the defaults are the paper's code's)."""
+``init="xavier"`` initialises as GRU4Rec does; ``encoder_hidden`` > 0 puts the paper's code's
+encoder layer (Linear to that width, tanh; 150 there) between the GRU and the posterior, 0 reads
+the state through a tanh only."""
 
 from __future__ import annotations
 
@@ -21,14 +23,16 @@ from recarena.sequences import SequentialRecommender
 
 
 class _Net(nn.Module):
-    def __init__(self, n_items, dim, hidden, latent, dropout, tie_items=False, init="pytorch"):
+    def __init__(self, n_items, dim, hidden, latent, dropout, tie_items=False, init="pytorch", encoder_hidden=0):
         super().__init__()
         self.n_items = n_items
         self.item_emb = nn.Embedding(n_items + 1, dim, padding_idx=n_items)  # last id pads
         self.drop = nn.Dropout(dropout)
         # bias-free, as GRU4Rec's: leading padding (the zero row) leaves the state at zero
         self.gru = nn.GRU(dim, hidden, batch_first=True, bias=False)
-        self.posterior = nn.Linear(hidden, 2 * latent)  # -> (mu, log variance)
+        # encoder_hidden: the paper's code reads the state through Linear + tanh first
+        self.encoder = nn.Sequential(nn.Linear(hidden, encoder_hidden), nn.Tanh()) if encoder_hidden else nn.Tanh()
+        self.posterior = nn.Linear(encoder_hidden or hidden, 2 * latent)  # -> (mu, log variance)
         # tie_items: the decoder ends in the item embeddings (GRU4Rec's scoring) and a bias per
         # item instead of its own [hidden, n_items] layer
         self.decoder = nn.Sequential(nn.Linear(latent, hidden), nn.Tanh(), nn.Linear(hidden, dim if tie_items else n_items))
@@ -44,7 +48,7 @@ class _Net(nn.Module):
     def forward(self, seq):
         """seq int64 [B, T] -> (mu, logvar) float32 [B, T, latent] each"""
         h, _ = self.gru(self.drop(self.item_emb(seq)))
-        mu, logvar = self.posterior(torch.tanh(h)).chunk(2, dim=-1)
+        mu, logvar = self.posterior(self.encoder(h)).chunk(2, dim=-1)
         return mu, logvar
 
 
@@ -53,11 +57,11 @@ class SVAE(SequentialRecommender):
         "dim": [Interval(int, 1, None)], "hidden": [Interval(int, 1, None)], "latent": [Interval(int, 1, None)],
         "dropout": [Interval(float, 0, 1, closed="left")], "anneal_cap": [Interval(float, 0, None)],
         "anneal_steps": [Interval(int, 1, None)], "next_k": [Interval(int, 1, None)], "tie_items": [bool],
-        "init": [Options("pytorch", "xavier")],
+        "init": [Options("pytorch", "xavier")], "encoder_hidden": [Interval(int, 0, None)],
     }
 
     def __init__(self, dim: int = 64, hidden: int = 128, latent: int = 64, dropout: float = 0.3,
-                 anneal_cap: float = 0.2, anneal_steps: int = 20000, next_k: int = 1, tie_items: bool = False, init: str = "pytorch", max_len: int = 50, train_windows: str = "last", loss_type: str = "ce",
+                 anneal_cap: float = 0.2, anneal_steps: int = 20000, next_k: int = 1, tie_items: bool = False, init: str = "pytorch", encoder_hidden: int = 0, max_len: int = 50, train_windows: str = "last", loss_type: str = "ce",
                  n_neg: int = 1, neg_sampling: str = "uniform", lr: float = 0.001, weight_decay: float = 0.0,
                  epochs: int = 200, batch_size: int = 256, optimizer: str = "adam"):
         self.dim = dim
@@ -70,6 +74,8 @@ class SVAE(SequentialRecommender):
         self.tie_items = tie_items
         # "pytorch": the layers' own initialisation (the paper's code); "xavier": GRU4Rec's
         self.init = init
+        # width of the encoder layer between the GRU and the posterior (0: none, tanh only)
+        self.encoder_hidden = encoder_hidden
         self.max_len = max_len
         self.train_windows = train_windows
         self.loss_type = loss_type
@@ -92,7 +98,8 @@ class SVAE(SequentialRecommender):
         return int(self.next_k)
 
     def build_encoder(self, n_items):
-        return _Net(n_items, int(self.dim), int(self.hidden), int(self.latent), float(self.dropout), bool(self.tie_items), str(self.init))
+        return _Net(n_items, int(self.dim), int(self.hidden), int(self.latent), float(self.dropout), bool(self.tie_items), str(self.init),
+                    int(self.encoder_hidden))
 
     def encode(self, network, seq):
         return network(seq)[0]  # the posterior mean: scoring is deterministic
