@@ -28,7 +28,7 @@ TRAINER_KEYS = {
     # (0: off); validation, the best checkpoint and the fitted model then use the average
     "ema": 0.0,
     # largest L2 norm of all gradients together at each optimizer step; larger ones are scaled
-    # down to it (0: off). GRU models' remedy for exploding gradients (SVAE's code clips at .25)
+    # down to it (0: off). GRU models' remedy for exploding gradients (SVAE's code sets .25, its exploding_clip)
     "gradient_clip": 0.0,
 }
 
