@@ -180,6 +180,36 @@ def test_ema_with_early_stopping_keeps_the_averaged_weights_validation_chose(spl
     assert ev.evaluate(m)["rmse"] == pytest.approx(min(hist), abs=1e-6)
 
 
+def test_ema_keeps_the_live_buffers_at_validation_in_the_best_checkpoint_and_after_the_fit(split):
+    # buffers are not averaged, but Lightning's swap, final copy and checkpoint move them too: a
+    # counter of training steps must read the live count everywhere, not the one from the start
+    # (torch's AveragedModel with use_buffers=False copies the live buffers at each update)
+    class Counting(TinyMF):
+        def build_network(self, train):
+            net = super().build_network(train)
+            net.register_buffer("steps", torch.zeros((), dtype=torch.int64))
+            return net
+
+        def loss(self, net, batch):
+            net.steps += 1
+            return super().loss(net, batch)
+
+    per_epoch = -(-len(split.train) // 256)
+    plain = Counting(epochs=3).fit(split.train, seed=0, trainer={**QUIET, "ema": 0.9})
+    assert int(plain.network_.steps) == 3 * per_epoch
+    seen = []
+    ev = RatingEvaluator(split.valid)
+
+    def evaluate(model):
+        seen.append(int(model.network_.steps))
+        return ev.evaluate(model)
+
+    m = Counting(dim=32, lr=0.05, epochs=60).fit(split.train, split.valid, monitor=Monitor("rmse", "min", evaluate),
+                                                 trainer={**QUIET, "patience": 3, "ema": 0.9})
+    assert seen == [(e + 1) * per_epoch for e in range(len(seen))]
+    assert int(m.network_.steps) == (m.best_epoch_ + 1) * per_epoch  # the best epoch's, restored
+
+
 def test_weight_averaging_copies_the_network_not_the_recommender(split):
     """Lightning's EMA deep-copies the LightningModule: the recommender, its evaluator and the
     monitor must stay shared, only the network is copied."""

@@ -486,7 +486,9 @@ class TorchRecommender(Recommender):
         if ema:
             from lightning.pytorch.callbacks import EMAWeightAveraging
 
-            # buffers (training matrices, masks) are not weights: they stay as they are
+            # buffers (training matrices, masks, counters) are not weights: not averaged; the average
+            # model copies the live ones at each update, so validation, the best checkpoint and the
+            # fitted model carry current buffers (tested)
             callbacks.append(EMAWeightAveraging(decay=ema, use_buffers=False))
         logger = self._make_logger(settings, run_dir / "logs")
         trainer = L.Trainer(
