@@ -166,6 +166,16 @@ def test_gradient_clip_scales_the_whole_gradient_down_to_the_given_norm(split):
     with pytest.raises(Exception, match="gradient_clip"):
         TinyMF(epochs=1).fit(split.train, seed=0, trainer={**QUIET, "gradient_clip": -1.0})
 
+    class SparseMF(TinyMF):
+        def build_network(self, train):
+            net = super().build_network(train)
+            net.item_emb = nn.Embedding(train.n_items, self.dim, sparse=True)
+            return net
+
+    # torch cannot take the norm of sparse gradients: refused by name before the first step
+    with pytest.raises(RecArenaError, match="'gradient_clip' needs dense gradients.*item_emb"):
+        SparseMF(epochs=1).fit(split.train, seed=0, trainer={**QUIET, "gradient_clip": 1.0})
+
 
 def test_ema_with_early_stopping_keeps_the_averaged_weights_validation_chose(split):
     # validation scores the averaged weights; the model restored from the best checkpoint must

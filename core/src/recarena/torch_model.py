@@ -450,6 +450,14 @@ class TorchRecommender(Recommender):
                     f"optimizer 'sparse_adam' needs every trained parameter to be an embedding with sparse gradients; "
                     f"{getattr(self, 'plugin_name', type(self).__name__)}'s network has dense ones: {', '.join(dense[:5])}. "
                     "Use optimizer 'adam'.")
+        if float(settings["gradient_clip"] or 0.0):
+            # clip_grad_norm_ has no kernel for sparse gradients: say so now, not at the first step
+            sparse = [n for n, m in network.named_modules() if isinstance(m, nn.Embedding) and m.sparse]
+            if sparse:
+                raise RecArenaError(
+                    f"trainer setting 'gradient_clip' needs dense gradients; "
+                    f"{getattr(self, 'plugin_name', type(self).__name__)}'s embeddings {', '.join(sparse[:5])} have sparse "
+                    "ones (sparse=True). Set gradient_clip to 0 or use dense embeddings.")
         tensors = self.training_tensors(train, network)
         data = IndexBatches(tensors, int(self.batch_size), self.seed_, self.batch_maker(train, tensors, self.seed_),
                             lengths=self.batch_lengths(tensors))
