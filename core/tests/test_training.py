@@ -146,8 +146,32 @@ def test_ema_setting_fits_the_exponential_average_of_the_weights(split):
     # torch's AveragedModel starts from the first step's weights, then avg = d avg + (1 - d) w
     want = d * (d * steps[0] + (1 - d) * steps[1]) + (1 - d) * steps[2]
     torch.testing.assert_close(ema.network_.user_emb.weight.detach(), want)
-    with pytest.raises(Exception, match="'ema' is the averaging decay"):
+    with pytest.raises(Exception, match="parameter 'ema' of the trainer settings: 1.5"):
         TinyMF(epochs=1).fit(train, seed=0, trainer={**QUIET, "ema": 1.5})
+
+
+class LinearLoss(TinyMF):
+    """A loss whose gradient is the same at every point: SGD's steps are -lr x that gradient."""
+
+    def loss(self, net, batch):
+        return net.user_emb.weight.sum() + 0.0 * batch["rating"].sum()
+
+
+def test_lr_halflife_halves_the_rate_every_that_many_epochs(split):
+    # full batch, SGD, constant gradient 1: after n epochs w_n = w_0 - sum of the n epochs' rates
+    def user_weights(epochs, **trainer):
+        net = LinearLoss(lr=0.1, epochs=epochs, batch_size=10**6, optimizer="sgd").fit(
+            split.train, seed=3, trainer={**QUIET, **trainer}).network_
+        return net.user_emb.weight.detach()
+
+    w0 = LinearLoss(lr=0.0, epochs=1, batch_size=10**6, optimizer="sgd").fit(
+        split.train, seed=3, trainer=QUIET).network_.user_emb.weight.detach()
+    torch.testing.assert_close(user_weights(4), w0 - 0.4)
+    # halflife 2 epochs: rates .1, .1 / sqrt 2, .05, .05 / sqrt 2
+    want = w0 - 0.1 * sum(0.5 ** (e / 2) for e in range(4))
+    torch.testing.assert_close(user_weights(4, lr_halflife=2.0), want)
+    with pytest.raises(Exception, match="parameter 'lr_halflife' of the trainer settings"):
+        user_weights(1, lr_halflife=-1.0)
 
 
 def test_gradient_clip_scales_the_whole_gradient_down_to_the_given_norm(split):

@@ -33,8 +33,8 @@ from recarena.base import Monitor, Recommender
 from recarena.data.interactions import Interactions
 from recarena.data.sampling import NegativeSampler
 from recarena.errors import RecArenaError
-from recarena.params import Interval, Options
-from recarena.trainer_settings import TRAINER_CONSTRAINTS, TRAINER_KEYS  # noqa: F401 (re-exported)
+from recarena.params import Interval, Options, validate_mapping
+from recarena.trainer_settings import TRAINER_CONSTRAINTS, TRAINER_KEYS
 
 
 @dataclass(frozen=True)
@@ -96,13 +96,17 @@ class Batch(dict):
         raise KeyError(f"batch has no field {key!r} (fields: {sorted(self)}): {hint}")
 
 
+def _sparse_embeddings(network: nn.Module) -> dict[str, nn.Embedding]:
+    """The network's embeddings with sparse gradients, by module name."""
+    return {n: m for n, m in network.named_modules() if isinstance(m, nn.Embedding) and m.sparse}
+
+
 class _Shared:
     """Holds the recommender and its monitor for the LightningModule without making them part
     of it: Lightning's weight averaging deep-copies the module, and must not copy these."""
 
-    def __init__(self, owner, monitor, gradient_clip=0.0):
+    def __init__(self, owner, monitor):
         self.owner, self.monitor = owner, monitor
-        self.gradient_clip = float(gradient_clip or 0.0)
 
     def __deepcopy__(self, memo):
         return self
@@ -178,9 +182,12 @@ class IndexBatches(torch.utils.data.IterableDataset):
 class _Module(L.LightningModule):
     """The generic LightningModule: the plugin supplies the network and loss."""
 
-    def __init__(self, owner: TorchRecommender, network: nn.Module, monitor: Monitor | None, gradient_clip: float = 0.0):
+    def __init__(self, owner: TorchRecommender, network: nn.Module, monitor: Monitor | None, gradient_clip: float = 0.0,
+                 lr_halflife: float = 0.0):
         super().__init__()
-        self.shared = _Shared(owner, monitor, gradient_clip)
+        self.shared = _Shared(owner, monitor)
+        self.gradient_clip = float(gradient_clip)
+        self.lr_halflife = float(lr_halflife)
         self.network = network
         self._loss_sum = None
         self._loss_n = 0
@@ -213,9 +220,9 @@ class _Module(L.LightningModule):
         return loss
 
     def _clip(self, opt):
-        if self.shared.gradient_clip:
+        if self.gradient_clip:
             # manual optimization: Lightning's Trainer(gradient_clip_val=) does not apply
-            self.clip_gradients(opt, gradient_clip_val=self.shared.gradient_clip, gradient_clip_algorithm="norm")
+            self.clip_gradients(opt, gradient_clip_val=self.gradient_clip, gradient_clip_algorithm="norm")
 
     def transfer_batch_to_device(self, batch, device, dataloader_idx):
         # batches are flat dicts of tensors: skip Lightning's generic collection walk
@@ -238,6 +245,10 @@ class _Module(L.LightningModule):
 
     def on_train_epoch_end(self):
         self._epoch_done()
+        scheduler = self.lr_schedulers()
+        if scheduler is not None:
+            # manual optimization: Lightning leaves stepping the scheduler to the module
+            scheduler.step()
         if self._loss_n:
             self.log("train/loss", self._loss_sum / self._loss_n, prog_bar=True, sync_dist=True)
         self._loss_sum, self._loss_n = None, 0
@@ -265,7 +276,12 @@ class _Module(L.LightningModule):
             self.log(f"val/{k}", float(v), prog_bar=(k == monitor.metric), batch_size=1)
 
     def configure_optimizers(self):
-        return self.shared.owner.configure_optimizer(self.network.parameters())
+        opt = self.shared.owner.configure_optimizer(self.network.parameters())
+        if not self.lr_halflife:
+            return opt
+        # stepped once an epoch, so the refit's shorter run follows the selection run's rates
+        decay = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=0.5 ** (1.0 / self.lr_halflife))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": decay, "interval": "epoch"}}
 
 
 class TorchRecommender(Recommender):
@@ -441,28 +457,29 @@ class TorchRecommender(Recommender):
             raise UnknownNameError("trainer setting", sorted(unknown)[0], TRAINER_KEYS)
         _quiet_lightning()
         self.network_ = network
+        # a config's trainer block was checked before the run; a direct fit(trainer=...) is here
+        validate_mapping(TRAINER_CONSTRAINTS, settings, owner="the trainer settings")
+        name = getattr(self, "plugin_name", type(self).__name__)
+        sparse = _sparse_embeddings(network)
         if self.optimizer == "sparse_adam":
             # SparseAdam takes sparse gradients only: say so now, not at the first step
-            sparse = {id(m.weight) for m in network.modules() if isinstance(m, nn.Embedding) and m.sparse}
-            dense = [n for n, p in network.named_parameters() if p.requires_grad and id(p) not in sparse]
+            ids = {id(m.weight) for m in sparse.values()}
+            dense = [n for n, p in network.named_parameters() if p.requires_grad and id(p) not in ids]
             if dense:
                 raise RecArenaError(
                     f"optimizer 'sparse_adam' needs every trained parameter to be an embedding with sparse gradients; "
-                    f"{getattr(self, 'plugin_name', type(self).__name__)}'s network has dense ones: {', '.join(dense[:5])}. "
-                    "Use optimizer 'adam'.")
-        if float(settings["gradient_clip"] or 0.0):
+                    f"{name}'s network has dense ones: {', '.join(dense[:5])}. Use optimizer 'adam'.")
+        if settings["gradient_clip"] and sparse:
             # clip_grad_norm_ has no kernel for sparse gradients: say so now, not at the first step
-            sparse = [n for n, m in network.named_modules() if isinstance(m, nn.Embedding) and m.sparse]
-            if sparse:
-                raise RecArenaError(
-                    f"trainer setting 'gradient_clip' needs dense gradients; "
-                    f"{getattr(self, 'plugin_name', type(self).__name__)}'s embeddings {', '.join(sparse[:5])} have sparse "
-                    "ones (sparse=True). Set gradient_clip to 0 or use dense embeddings.")
+            raise RecArenaError(
+                f"trainer setting 'gradient_clip' needs dense gradients; {name}'s embeddings "
+                f"{', '.join(list(sparse)[:5])} have sparse ones (sparse=True). "
+                "Set gradient_clip to 0 or use dense embeddings.")
         tensors = self.training_tensors(train, network)
         data = IndexBatches(tensors, int(self.batch_size), self.seed_, self.batch_maker(train, tensors, self.seed_),
                             lengths=self.batch_lengths(tensors))
         loader = torch.utils.data.DataLoader(data, batch_size=None, num_workers=0)
-        module = _Module(self, network, monitor, settings["gradient_clip"])
+        module = _Module(self, network, monitor, settings["gradient_clip"], settings["lr_halflife"])
         self.epoch_seconds_: list[float] = []  # wall seconds of each epoch's training pass
 
         callbacks: list[L.Callback] = []
@@ -470,13 +487,7 @@ class TorchRecommender(Recommender):
         ckpt_dir = run_dir / "checkpoints"
         ckpt = None
         val_loader = None
-        ema = float(settings["ema"] or 0.0)
-        if not 0.0 <= ema < 1.0:
-            raise RecArenaError(f"trainer setting 'ema' is the averaging decay, in [0, 1); got {ema}.")
-        from recarena.params import validate_mapping
-
-        # a config's trainer block was checked before the run; a direct fit(trainer=...) is here
-        validate_mapping(TRAINER_CONSTRAINTS, settings, owner="the trainer settings")
+        ema = float(settings["ema"])
         if monitor is not None:
             from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 

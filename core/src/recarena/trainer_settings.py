@@ -30,6 +30,10 @@ TRAINER_KEYS = {
     # largest L2 norm of all gradients together at each optimizer step; larger ones are scaled
     # down to it (0: off). GRU models' remedy for exploding gradients (SVAE's code sets .25, its exploding_clip)
     "gradient_clip": 0.0,
+    # epochs over which the learning rate halves: an exponential decay stepped at each epoch's
+    # end (0: constant). A noisy curve then settles, and the refit, which trains for the chosen
+    # number of epochs, ends on the rate the chosen epoch had
+    "lr_halflife": 0.0,
 }
 
 #: what each trainer setting may be, checked with the plugin's parameters before any work
@@ -40,5 +44,5 @@ TRAINER_CONSTRAINTS = {
     "wandb_mode": [Options("offline", "online", "disabled")], "wandb_project": [str], "wandb_group": [str, None],
     "check_val_every_n_epoch": [Interval(int, 1, None)], "deterministic": [bool, Options("warn")],
     "run_dir": [str, None], "max_time": [str, None], "ema": [Interval(float, 0, 1, closed="left")],
-    "gradient_clip": [Interval(float, 0, None)],
+    "gradient_clip": [Interval(float, 0, None)], "lr_halflife": [Interval(float, 0, None)],
 }
